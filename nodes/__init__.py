@@ -1,0 +1,23 @@
+"""Thin ComfyUI node wrappers around `readout_core` (ComfyUI's V3 node schema)."""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from .head_loader import LoadReadoutHead
+from .model_folders import register_model_folders
+
+NODES: list[type[io.ComfyNode]] = [LoadReadoutHead]
+
+
+class ReadoutGuidanceExtension(ComfyExtension):
+    """The pack's node list, as the host asks for it."""
+
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)
+
+
+def readout_guidance_extension() -> ReadoutGuidanceExtension:
+    """Register the pack's model folders and return its extension (for the pack's ``comfy_entrypoint``)."""
+    register_model_folders()
+    return ReadoutGuidanceExtension()

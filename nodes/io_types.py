@@ -1,0 +1,6 @@
+"""Custom socket types the pack's nodes pass between each other."""
+
+from comfy_api.latest import io
+
+ReadoutHeadType = io.Custom("READOUT_HEAD")
+"""A loaded `readout_core.ReadoutHead` (its ``.info`` says kind, family and control)."""
