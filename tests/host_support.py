@@ -31,3 +31,25 @@ def host_version(path: Path) -> str:
         if match:
             return match.group(1)
     return "unknown"
+
+
+def require_host() -> Path:
+    """Make the host importable for a host test module, or skip the module saying why.
+
+    The host folder goes first on ``sys.path`` (its ``nodes.py`` must win over the
+    pack's ``nodes/`` package) and the host is told to run on the CPU before
+    ``comfy.model_management`` is imported.
+    """
+    import sys
+
+    import pytest
+
+    host, sentence = find_host()
+    if host is None:
+        pytest.skip(sentence, allow_module_level=True)
+    if str(host) not in sys.path:
+        sys.path.insert(0, str(host))
+    from comfy.cli_args import args
+
+    args.cpu = True
+    return host
