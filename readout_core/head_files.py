@@ -53,11 +53,7 @@ def load_head(
 
 def read_head_file(path: str | os.PathLike[str], kind: str | None = None) -> tuple[HeadInfo, dict[str, torch.Tensor]]:
     """Return (info, state dict) of a head file without building the module."""
-    path = Path(path)
-    if not path.is_file():
-        raise HeadFileError(f"Readout head file not found: {path}. Check the name and the models/readout_heads folder.")
-    if path.stat().st_size == 0:
-        raise HeadFileError(f"Readout head file {path} is empty (0 bytes): the download or copy did not finish. Fetch it again.")
+    path = _existing_file(path)
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         return _read_safetensors(path)
@@ -124,6 +120,7 @@ def save_head(
     partial = path.with_name(path.name + ".partial")
     try:
         save_file(tensors, str(partial), metadata=metadata)
+        os.chmod(partial, 0o644)  # safetensors writes 0600; the ComfyUI user must read it
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
@@ -132,10 +129,22 @@ def save_head(
 
 def convert_published_head(src: str | os.PathLike[str], dst: str | os.PathLike[str], kind: str | None = None) -> ReadoutHead:
     """Convert a published ``.pt`` head to the pack's ``.safetensors`` format (weights bit-identical)."""
-    info, state_dict, config = _read_published_pt(Path(src), kind)
+    src = _existing_file(src)
+    if src.suffix.lower() not in (".pt", ".pth"):
+        raise HeadFileError(f"convert reads a published .pt head; {src.name} is not one.")
+    info, state_dict, config = _read_published_pt(src, kind)
     head = build_head(info, state_dict, source=str(src))
     save_head(head, dst, source_config=config)
     return head
+
+
+def _existing_file(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise HeadFileError(f"Readout head file not found: {path}. Check the name and the models/readout_heads folder.")
+    if path.stat().st_size == 0:
+        raise HeadFileError(f"Readout head file {path} is empty (0 bytes): the download or copy did not finish. Fetch it again.")
+    return path
 
 
 def _read_safetensors(path: Path) -> tuple[HeadInfo, dict[str, torch.Tensor]]:

@@ -167,6 +167,19 @@ def test_cli_info_and_convert(tmp_path, capsys):
     assert summary["layers"] == 4 and summary["parameters"] > 0 and summary["kind"] == "spatial"
 
 
+def test_convert_refuses_missing_and_non_pt_inputs(tmp_path):
+    with pytest.raises(HeadFileError, match="Readout head file not found"):
+        convert_published_head(tmp_path / "missing.pt", tmp_path / "out.safetensors")
+    src = tmp_path / "readout_sdv15_spatial_depth.pt"
+    write_published(src, control_type="depth")
+    converted = tmp_path / "depth.safetensors"
+    convert_published_head(src, converted)
+    assert converted.stat().st_mode & 0o044  # readable by the ComfyUI user, not only the converter
+    with pytest.raises(HeadFileError, match="convert reads a published .pt head; depth.safetensors is not one"):
+        convert_published_head(converted, tmp_path / "again.safetensors")
+    assert not (tmp_path / "again.safetensors").exists()
+
+
 def test_cli_fails_clearly_on_a_broken_file_as_a_subprocess(tmp_path):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
