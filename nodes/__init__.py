@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
+from .guidance_nodes import ApplyReadoutGuidance, SpatialTarget
 from .head_loader import LoadReadoutHead
 from .model_folders import register_model_folders
 
-NODES: list[type[io.ComfyNode]] = [LoadReadoutHead]
+NODES: list[type[io.ComfyNode]] = [LoadReadoutHead, SpatialTarget, ApplyReadoutGuidance]
 
 
 class ReadoutGuidanceExtension(ComfyExtension):

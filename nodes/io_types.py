@@ -4,3 +4,6 @@ from comfy_api.latest import io
 
 ReadoutHeadType = io.Custom("READOUT_HEAD")
 """A loaded `readout_core.ReadoutHead` (its ``.info`` says kind, family and control)."""
+
+GuidanceTermsType = io.Custom("READOUT_GUIDANCE_TERMS")
+"""A list of `readout_core.guidance.GuidanceTerm` (head + target + weight), chained node to node."""

@@ -12,13 +12,21 @@ block returns ``skip_connection(x) + h``, so the output of ``out_layers`` of
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+import logging
+from dataclasses import dataclass, replace
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from .errors import FeatureError
-from .features import DecoderLayout, decoder_layout, sinusoidal_timestep_embedding
+from .errors import FeatureError, ReadoutError
+from .features import DecoderFeatureCapture, DecoderLayout, decoder_layout, sinusoidal_timestep_embedding
+from .guidance import AdamState, GuidanceSettings, adam_update, guidance_loss
+
+LOG = logging.getLogger("readout_guidance")
+WRAPPER_KEY = "readout_guidance"
+COND, UNCOND = 0, 1
 
 _FAMILY_BY_LEVELS = {4: "sd15", 3: "sdxl"}
 
@@ -78,3 +86,228 @@ def host_head_embedding(unet: nn.Module, timesteps: torch.Tensor) -> torch.Tenso
     weight = unet.time_embed[0].weight
     sinusoid = sinusoidal_timestep_embedding(timesteps.to(weight.device), unet.model_channels)
     return unet.time_embed(sinusoid.to(weight.dtype))
+
+
+def make_autograd_safe(module: nn.Module) -> int:
+    """Replace inference-mode parameters and buffers of ``module`` by ordinary clones.
+
+    The host runs prompts under ``torch.inference_mode()``, so weights loaded there
+    cannot be saved for backward. The clones hold the same values (outputs stay bit
+    identical) and never require grad. Returns how many tensors were replaced.
+    """
+    replaced = 0
+    with torch.inference_mode(False):
+        for sub in module.modules():
+            for name, param in list(sub._parameters.items()):
+                if param is not None and param.is_inference():
+                    sub._parameters[name] = nn.Parameter(param.clone(), requires_grad=False)
+                    replaced += 1
+            for name, buffer in list(sub._buffers.items()):
+                if buffer is not None and buffer.is_inference():
+                    sub._buffers[name] = buffer.clone()
+                    replaced += 1
+    return replaced
+
+
+def control_modules(conds: dict[str, Any] | None) -> list[nn.Module]:
+    """The modules of every ControlNet / T2I-Adapter attached to the guider's conds."""
+    found: dict[int, nn.Module] = {}
+    for cond_list in (conds or {}).values():
+        for cond in cond_list or []:
+            control = cond.get("control") if isinstance(cond, dict) else None
+            while control is not None:
+                for value in vars(control).values():
+                    module = getattr(value, "model", value)
+                    if isinstance(module, nn.Module):
+                        found[id(module)] = module
+                control = getattr(control, "previous_controlnet", None)
+    return list(found.values())
+
+
+def _clone_skip(h: torch.Tensor, _transformer_options: dict) -> torch.Tensor:
+    """Input-block patch: the decoder adds ControlNet residuals to the skip tensors in
+    place, which breaks autograd; the next block works on a copy instead."""
+    return h.clone()
+
+
+@dataclass
+class _CapturedCall:
+    cond_or_uncond: list[int]
+    features: torch.Tensor
+    timesteps: torch.Tensor
+
+
+class HostGuidance:
+    """Readout guidance installed on a cloned host ``ModelPatcher``.
+
+    A PREDICT_NOISE wrapper runs at every sampler evaluation (any sampler, any
+    guider); inside the guidance window it runs the model with gradients, with a
+    DIFFUSION_MODEL wrapper capturing the decoder features of each CFG chunk only
+    for that pass, and applies the update rule. Nothing is attached to the U-Net
+    outside that pass.
+    """
+
+    def __init__(self, settings: GuidanceSettings) -> None:
+        self.settings = settings
+        self.layout: DecoderLayout | None = None
+        self.last_losses: list[float] = []
+        self._records: list[_CapturedCall] | None = None
+        self._warned: set[str] = set()
+        self._terms_by_device: dict[str, list] = {}
+
+    def install(self, patcher: Any) -> None:
+        """Check the model against the heads and add the wrappers to ``patcher`` (a clone)."""
+        unet = find_diffusion_model(patcher)
+        self.layout = host_decoder_layout(unet)
+        for term in self.settings.terms:
+            info = term.head.info
+            if tuple(info.dims) != tuple(self.layout.dims):
+                raise ReadoutError(
+                    f"The {info.kind} head was trained for {info.family.upper()} (decoder layers {list(info.dims)}), "
+                    f"but this model is {self.layout.family.upper()}-like with layers {list(self.layout.dims)}. "
+                    f"Load a {self.layout.family.upper()} head, or a {info.family.upper()} checkpoint."
+                )
+        from comfy.patcher_extension import WrappersMP
+
+        patcher.add_wrapper_with_key(WrappersMP.PREDICT_NOISE, WRAPPER_KEY, self._predict_noise)
+        patcher.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, self._diffusion_model)
+        patcher.set_model_input_block_patch_after_skip(_clone_skip)
+
+    # -- wrappers -----------------------------------------------------------------
+
+    def _diffusion_model(self, executor: Callable, x, timesteps, context, y, control, transformer_options, **kwargs):
+        if self._records is None:
+            return executor(x, timesteps, context, y, control, transformer_options, **kwargs)
+        unet = executor.class_obj
+        with DecoderFeatureCapture(host_feature_modules(unet, self.layout)) as capture:
+            out = executor(x, timesteps, context, y, control, transformer_options, **kwargs)
+        chunks = list(transformer_options.get("cond_or_uncond") or [COND])
+        self._records.append(_CapturedCall(chunks, capture.collected(tuple(x.shape[-2:])), timesteps))
+        return out
+
+    def _predict_noise(self, executor: Callable, x, sigma, model_options, seed):
+        guider = executor.class_obj
+        model = guider.inner_model
+        if not self._active(model, sigma):
+            return executor(x, sigma, model_options, seed)
+        import comfy.model_management
+
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        make_autograd_safe(model.diffusion_model)
+        for module in control_modules(getattr(guider, "conds", None)):
+            make_autograd_safe(module)
+        if self.settings.rule == "official":
+            return self._official_step(executor, x, sigma, model_options, seed, model)
+        return self._gradient_step(executor, x, sigma, model_options, seed, model)
+
+    # -- update rules ---------------------------------------------------------------
+
+    def _official_step(self, executor, x, sigma, model_options, seed, model):
+        import comfy.model_management
+
+        state = AdamState()
+        moved = x
+        scale = _vp_scale(model, sigma, x.ndim)
+        for _ in range(self.settings.recurrent_steps):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            _denoised, grad_vp = self._loss_gradient(executor, moved, sigma, model_options, seed, model, "all")
+            if grad_vp is None:
+                break
+            moved = moved + adam_update(grad_vp, state, self.settings.weight).to(x.dtype) * scale
+        denoised = executor(moved, sigma, model_options, seed)
+        sigma_next = _next_sigma(sigma, model_options)
+        # The sampler steps from x; shifting the denoised estimate makes its first-order
+        # (Euler / DDIM) step start from the moved latent, as the released algorithm does.
+        ratio = (sigma_next / (sigma - sigma_next)).reshape(-1, *[1] * (x.ndim - 1))
+        return denoised + (moved - x) * ratio.to(x.dtype)
+
+    def _gradient_step(self, executor, x, sigma, model_options, seed, model):
+        denoised, grad_vp = self._loss_gradient(executor, x, sigma, model_options, seed, model, "guided")
+        if grad_vp is None:
+            return denoised
+        sigma_b = sigma.reshape(-1, *[1] * (x.ndim - 1)).to(x.dtype)
+        return denoised - sigma_b * self.settings.weight * grad_vp.to(x.dtype)
+
+    def _loss_gradient(self, executor, x, sigma, model_options, seed, model, branches: str):
+        """Run the guider with gradients; return (denoised, ∂loss/∂x_vp or None if not finite)."""
+        with torch.inference_mode(False), torch.enable_grad():
+            x_in = x.detach().clone().requires_grad_(True)
+            self._records = []
+            try:
+                denoised = executor(x_in, sigma.clone(), model_options, seed)
+                records = self._records
+            finally:
+                self._records = None
+            features, emb = self._branch_features(records, branches, x.shape[0], model.diffusion_model)
+            x_vp = model.model_sampling.calculate_input(sigma.clone(), x_in)
+            total, per_sample = guidance_loss(self._terms_on(x.device), features, emb, x_vp)
+            grad_x, = torch.autograd.grad(total, x_in)
+        self.last_losses = per_sample.tolist()
+        denoised = denoised.detach()
+        if not torch.isfinite(grad_x).all() or not torch.isfinite(total):
+            self._warn_once("nonfinite", "Readout guidance: non-finite loss or gradient; this step is left unguided.")
+            return denoised, None
+        return denoised, grad_x * _vp_scale(model, sigma, x.ndim)
+
+    def _branch_features(self, records, branches, batch, unet):
+        features, timesteps = [], None
+        for record in records:
+            chunks = record.features.chunk(len(record.cond_or_uncond))
+            for label, chunk in zip(record.cond_or_uncond, chunks):
+                if chunk.shape[0] != batch:
+                    self._warn_once("area", "Readout guidance skips area / cropped conditioning chunks.")
+                    continue
+                features.append((label, chunk))
+                timesteps = record.timesteps[:batch]
+        if branches == "guided" and any(label == UNCOND for label, _ in features):
+            features = [item for item in features if item[0] == UNCOND]
+        elif branches == "guided":
+            features = features[:1]
+        if not features:
+            raise ReadoutError("Readout guidance captured no decoder features: the model did not run its U-Net.")
+        return [chunk for _, chunk in features], host_head_embedding(unet, timesteps)
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _terms_on(self, device: torch.device) -> list:
+        """The terms with heads on ``device`` (copies: the loader's head object is not moved)."""
+        key = str(device)
+        if key not in self._terms_by_device:
+            terms = []
+            for term in self.settings.terms:
+                head = term.head
+                if next(head.parameters()).device != device:
+                    head = copy.deepcopy(head).to(device)
+                terms.append(replace(term, head=head))
+            self._terms_by_device[key] = terms
+        return self._terms_by_device[key]
+
+    def _active(self, model: Any, sigma: torch.Tensor) -> bool:
+        sampling = model.model_sampling
+        high = sampling.percent_to_sigma(self.settings.start_percent)
+        low = sampling.percent_to_sigma(self.settings.end_percent)
+        value = float(sigma.reshape(-1)[0])
+        return low <= value <= high and value > 0
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            LOG.warning(message)
+
+
+def _vp_scale(model: Any, sigma: torch.Tensor, ndim: int) -> torch.Tensor:
+    """d x / d x_vp = sqrt(σ² + σ_data²) per sample, shaped for broadcasting."""
+    sigma_data = float(getattr(model.model_sampling, "sigma_data", 1.0))
+    scale = (sigma.float() ** 2 + sigma_data**2).sqrt()
+    return scale.reshape(-1, *[1] * (ndim - 1))
+
+
+def _next_sigma(sigma: torch.Tensor, model_options: dict) -> torch.Tensor:
+    """The schedule's next sigma below ``sigma`` (0 at the end, or without a schedule)."""
+    schedule = (model_options.get("transformer_options") or {}).get("sample_sigmas")
+    current = float(sigma.reshape(-1)[0])
+    following = 0.0
+    if schedule is not None:
+        lower = [float(s) for s in schedule if float(s) < current * (1 - 1e-5)]
+        following = max(lower) if lower else 0.0
+    return torch.full_like(sigma.reshape(-1).float(), following).to(sigma.device)

@@ -12,13 +12,12 @@ from host_support import PACK_DIR, require_host
 
 HOST = require_host()
 
-import comfy.model_patcher  # noqa: E402
-import comfy.supported_models  # noqa: E402
 import folder_paths  # noqa: E402
 import nodes  # noqa: E402
 from comfy.ldm.modules.diffusionmodules.util import timestep_embedding  # noqa: E402
 
 from published_spec import published_config, published_state_dict  # noqa: E402
+from tiny_host import tiny_host_model  # noqa: E402
 from readout_core import DecoderFeatureCapture, FeatureError, load_head  # noqa: E402
 from readout_core.host_adapter import (  # noqa: E402
     find_diffusion_model,
@@ -59,43 +58,9 @@ def test_load_head_node_reads_a_head_from_an_extra_folder(loaded_pack, tmp_path)
     assert torch.equal(head.mixing_weights, reference.mixing_weights)
 
 
-def _init_weights(module: torch.nn.Module) -> None:
-    torch.manual_seed(0)
-    for m in module.modules():
-        for base in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.LayerNorm):
-            if isinstance(m, base):
-                base.reset_parameters(m)
-                break
-
-
-def tiny_host_unet(family: str):
-    """A host U-Net with the real SD1.5 (4 levels) or SDXL (3 levels) block layout, 32 base channels."""
-    levels = 4 if family == "sd15" else 3
-    config = {
-        "use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4,
-        "model_channels": 32, "num_res_blocks": [2] * levels,
-        "channel_mult": [1, 2, 4, 4] if family == "sd15" else [1, 2, 4],
-        "transformer_depth": [1] * (2 * levels), "transformer_depth_output": [1] * (3 * levels),
-        "transformer_depth_middle": 1, "context_dim": 32, "use_spatial_transformer": True, "legacy": False,
-        "use_linear_in_transformer": family == "sdxl", "use_temporal_attention": False,
-        "use_temporal_resblock": False,
-    }
-    if family == "sd15":
-        config["adm_in_channels"] = None
-        model_config = comfy.supported_models.SD15(config)
-    else:
-        config.update(num_classes="sequential", adm_in_channels=32 + 6 * 256)
-        model_config = comfy.supported_models.SDXL(config)
-        model_config.unet_config["num_head_channels"] = 16
-    model = model_config.get_model({})
-    _init_weights(model.diffusion_model)
-    cpu = torch.device("cpu")
-    return comfy.model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu)
-
-
 @pytest.mark.parametrize("family", ["sd15", "sdxl"])
 def test_host_adapter_reads_the_decoder_hidden_features(family):
-    patcher = tiny_host_unet(family)
+    patcher = tiny_host_model(family)
     unet = find_diffusion_model(patcher)
     layout = host_decoder_layout(unet)
     expected = [128] * 6 + [64] * 3 + [32] * 3 if family == "sd15" else [128] * 3 + [64] * 3 + [32] * 3
@@ -117,13 +82,15 @@ def test_host_adapter_reads_the_decoder_hidden_features(family):
     for i, (feature, block) in enumerate(zip(capture.features, resblocks)):
         inputs, output = seen[i]
         assert feature.shape == (2, expected[i], 16 // layout.strides[i], 16 // layout.strides[i])
-        assert torch.allclose(feature, output - block.skip_connection(inputs), atol=1e-5)
+        with torch.no_grad():
+            assert torch.allclose(feature, output - block.skip_connection(inputs), atol=1e-5)
     assert capture.collected((16, 16)).shape == (2, sum(expected), 16, 16)
     assert all(not m._forward_hooks for m in modules)
 
     t = torch.tensor([999.0, 10.0])
-    emb = host_head_embedding(unet, t)
-    assert torch.allclose(emb, unet.time_embed(timestep_embedding(t, unet.model_channels)), atol=1e-6)
+    with torch.no_grad():
+        emb = host_head_embedding(unet, t)
+        assert torch.allclose(emb, unet.time_embed(timestep_embedding(t, unet.model_channels)), atol=1e-6)
 
 
 def test_non_unet_model_is_refused_with_advice():

@@ -1,0 +1,75 @@
+"""Tiny host models and heads for host tests (real SD1.5 / SDXL block layouts, 32 base channels)."""
+
+from __future__ import annotations
+
+import torch
+
+import comfy.model_patcher
+import comfy.supported_models
+from readout_core import HeadInfo, ReadoutHead
+from readout_core.host_adapter import host_decoder_layout
+
+CONTEXT_DIM = 32
+SDXL_POOLED = 32
+
+
+def _init_weights(module: torch.nn.Module, seed: int) -> None:
+    torch.manual_seed(seed)
+    for m in module.modules():
+        for base in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.LayerNorm):
+            if isinstance(m, base):
+                base.reset_parameters(m)
+                break
+
+
+def tiny_host_model(family: str = "sd15", seed: int = 0, dtype: torch.dtype = torch.float32):
+    """A ModelPatcher around a tiny host U-Net whose weights are inference tensors, as in a real prompt."""
+    levels = 4 if family == "sd15" else 3
+    config = {
+        "use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4,
+        "model_channels": 32, "num_res_blocks": [2] * levels,
+        "channel_mult": [1, 2, 4, 4] if family == "sd15" else [1, 2, 4],
+        "transformer_depth": [1] * (2 * levels), "transformer_depth_output": [1] * (3 * levels),
+        "transformer_depth_middle": 1, "context_dim": CONTEXT_DIM, "use_spatial_transformer": True,
+        "legacy": False, "use_linear_in_transformer": family == "sdxl", "use_temporal_attention": False,
+        "use_temporal_resblock": False, "dtype": dtype,
+    }
+    with torch.inference_mode():
+        if family == "sd15":
+            config["adm_in_channels"] = None
+            model_config = comfy.supported_models.SD15(config)
+        else:
+            config.update(num_classes="sequential", adm_in_channels=SDXL_POOLED + 6 * 256)
+            model_config = comfy.supported_models.SDXL(config)
+            model_config.unet_config["num_head_channels"] = 16
+        model_config.set_inference_dtype(dtype, None)
+        model = model_config.get_model({})
+        _init_weights(model.diffusion_model, seed)
+        model.diffusion_model.to(dtype)
+    cpu = torch.device("cpu")
+    return comfy.model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu)
+
+
+def tiny_spatial_head(patcher, seed: int = 0, control_type: str = "depth") -> ReadoutHead:
+    """A random spatial head reading the tiny model's decoder layers."""
+    layout = host_decoder_layout(patcher.model.diffusion_model)
+    torch.manual_seed(seed)
+    info = HeadInfo(kind="spatial", family=layout.family, dims=layout.dims, projection_dim=128, emb_dim=128,
+                    output_channels=3, control_type=control_type, control_range=(-1.0, 1.0))
+    head = ReadoutHead(info)
+    with torch.no_grad():
+        head.mixing_weights.normal_()
+    return head.eval().requires_grad_(False)
+
+
+def conds(family: str, batch: int = 1, seed: int = 0):
+    """(positive, negative) conditioning in the host's format for the tiny models."""
+    gen = torch.Generator().manual_seed(seed)
+    pos = torch.randn(batch, 7, CONTEXT_DIM, generator=gen)
+    neg = torch.zeros(batch, 7, CONTEXT_DIM)
+    if family == "sd15":
+        return [[pos, {}]], [[neg, {}]]
+    extra = {"width": 64, "height": 64}
+    return ([[pos, dict(extra, pooled_output=torch.randn(batch, SDXL_POOLED, generator=gen))]],
+            [[neg, dict(extra, pooled_output=torch.zeros(batch, SDXL_POOLED))]])
+
