@@ -6,9 +6,16 @@ from comfy_api.latest import ComfyExtension, io
 
 from .guidance_nodes import ApplyReadoutGuidance, SpatialTarget
 from .head_loader import LoadReadoutHead
+from .sampler_nodes import ReadoutGuidedKSampler, ReadoutPreview
 from .model_folders import register_model_folders
 
-NODES: list[type[io.ComfyNode]] = [LoadReadoutHead, SpatialTarget, ApplyReadoutGuidance]
+NODES: list[type[io.ComfyNode]] = [
+    LoadReadoutHead,
+    SpatialTarget,
+    ApplyReadoutGuidance,
+    ReadoutGuidedKSampler,
+    ReadoutPreview,
+]
 
 
 class ReadoutGuidanceExtension(ComfyExtension):

@@ -1,14 +1,27 @@
-"""Load Readout Head: a head file from ``models/readout_heads`` → READOUT_HEAD."""
+"""Load Readout Head: a head file from ``models/readout_heads`` (downloaded if it is a
+published head that is not there yet) → READOUT_HEAD."""
 
 from __future__ import annotations
 
+import os
+
+import comfy.model_management
+import comfy.utils
 import folder_paths
 from comfy_api.latest import io
 
 from readout_core import load_head
+from readout_core.download import download_head
+from readout_core.published_heads import find_published_head, published_head_names
 
 from .io_types import ReadoutHeadType
-from .model_folders import HEADS_FOLDER
+from .model_folders import HEADS_FOLDER, head_file_names
+
+
+def head_choices() -> list[str]:
+    """Local head files first, then the published heads not downloaded yet."""
+    local = head_file_names()
+    return local + [name for name in published_head_names() if name not in local]
 
 
 class LoadReadoutHead(io.ComfyNode):
@@ -20,19 +33,44 @@ class LoadReadoutHead(io.ComfyNode):
             node_id="ReadoutGuidance_LoadHead",
             display_name="Load Readout Head",
             category="Readout Guidance",
-            description="Loads a readout head (pose / depth / edge / appearance / correspondence / identity) "
-            "from models/readout_heads.",
+            description="Loads a readout head (pose / depth / edge / appearance / correspondence / keypoint) "
+            "from models/readout_heads. A published head that is not there yet is downloaded on first use.",
             inputs=[
                 io.Combo.Input(
                     "head_name",
-                    options=folder_paths.get_filename_list(HEADS_FOLDER),
-                    tooltip="A head file in models/readout_heads (.safetensors, or a published .pt).",
+                    options=head_choices(),
+                    tooltip="A head file in models/readout_heads (.safetensors, or a published .pt). "
+                    "Published heads missing locally are downloaded from the authors' Hugging Face page.",
                 ),
             ],
             outputs=[ReadoutHeadType.Output(display_name="head", tooltip="The loaded readout head.")],
         )
 
     @classmethod
+    def validate_inputs(cls, head_name: str) -> bool | str:
+        if folder_paths.get_full_path(HEADS_FOLDER, head_name) or find_published_head(head_name):
+            return True
+        folder = folder_paths.get_folder_paths(HEADS_FOLDER)[0]
+        return f"Readout head {head_name!r} not found. Put the file in {folder} and refresh the page (press R)."
+
+    @classmethod
     def execute(cls, head_name: str) -> io.NodeOutput:
-        path = folder_paths.get_full_path_or_raise(HEADS_FOLDER, head_name)
+        path = folder_paths.get_full_path(HEADS_FOLDER, head_name)
+        if path is None:
+            path = str(_download(head_name))
         return io.NodeOutput(load_head(path))
+
+
+def _download(head_name: str) -> os.PathLike[str]:
+    folder = folder_paths.get_folder_paths(HEADS_FOLDER)[0]
+    bar = comfy.utils.ProgressBar(100)
+
+    def progress(done: int, total: int | None) -> None:
+        if total:
+            bar.update_absolute(min(100, done * 100 // total), 100)
+
+    def should_stop() -> bool:
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        return False
+
+    return download_head(head_name, folder, progress=progress, should_stop=should_stop)

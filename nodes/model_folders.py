@@ -22,3 +22,9 @@ def register_model_folders() -> None:
     folder_paths.add_model_folder_path(HEADS_FOLDER, default, is_default=True)
     paths, _extensions = folder_paths.folder_names_and_paths[HEADS_FOLDER]
     folder_paths.folder_names_and_paths[HEADS_FOLDER] = (paths, set(HEAD_EXTENSIONS))
+
+
+def head_file_names() -> list[str]:
+    """Head files in the registered folders, without hidden or partial downloads."""
+    names = folder_paths.get_filename_list(HEADS_FOLDER)
+    return [name for name in names if not os.path.basename(name).startswith(".") and ".partial" not in name]
