@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -243,6 +244,7 @@ class HostGuidance:
             total, per_sample = guidance_loss(self._terms_on(x.device), features, emb, x_vp)
             grad_x, = torch.autograd.grad(total, x_in)
         self.last_losses = per_sample.tolist()
+        _report_progress(f"Readout guidance loss {sum(self.last_losses):.4g} at sigma {float(sigma.reshape(-1)[0]):.3g}")
         denoised = denoised.detach()
         if not torch.isfinite(grad_x).all() or not torch.isfinite(total):
             self._warn_once("nonfinite", "Readout guidance: non-finite loss or gradient; this step is left unguided.")
@@ -293,6 +295,16 @@ class HostGuidance:
         if key not in self._warned:
             self._warned.add(key)
             LOG.warning(message)
+
+
+def _report_progress(text: str) -> None:
+    """Show ``text`` under the running sampler node in the browser (and in the debug log)."""
+    LOG.debug(text)
+    server_module, utils_module = sys.modules.get("server"), sys.modules.get("comfy_execution.utils")
+    server = getattr(getattr(server_module, "PromptServer", None), "instance", None)
+    context = utils_module.get_executing_context() if utils_module is not None else None
+    if server is not None and context is not None and hasattr(server, "send_progress_text"):
+        server.send_progress_text(text, context.node_id)
 
 
 def _vp_scale(model: Any, sigma: torch.Tensor, ndim: int) -> torch.Tensor:

@@ -12,6 +12,7 @@ from host_support import PACK_DIR, require_host
 HOST = require_host()
 
 import comfy.sample  # noqa: E402
+import comfy.samplers  # noqa: E402
 import comfy_extras.nodes_custom_sampler as custom  # noqa: E402
 import nodes  # noqa: E402
 from tiny_host import conds, tiny_host_model, tiny_spatial_head  # noqa: E402
@@ -140,3 +141,28 @@ def test_target_batch_that_does_not_match_is_a_clear_error(pack, setup):
                              weight=1.0, start_percent=0.0, end_percent=1.0, recurrent_steps=1)
         with pytest.raises(ReadoutError, match="target has 3 images but the latent batch has 2"):
             ksampler(guided, setup, batch=2)
+
+
+ALL_SAMPLERS = list(comfy.samplers.KSampler.SAMPLERS)
+ALL_SCHEDULERS = list(comfy.samplers.KSampler.SCHEDULERS)
+
+
+@pytest.mark.parametrize("sampler_name", ALL_SAMPLERS)
+def test_every_builtin_sampler_runs_guided(setup, sampler_name):
+    common = dict(seed=2, steps=4, cfg=3.0, sampler_name=sampler_name, scheduler="normal",
+                  positive=setup["positive"], negative=setup["negative"], latent_image=latent(), denoise=1.0)
+    with torch.inference_mode():
+        plain = run_node(nodes.KSampler, model=setup["model"], **common)[0]["samples"]
+        guided = run_node(nodes.KSampler, model=setup["guided"], **common)[0]["samples"]
+    assert torch.isfinite(guided).all()
+    assert not torch.equal(plain, guided), f"{sampler_name}: guidance had no effect"
+
+
+@pytest.mark.parametrize("scheduler", ALL_SCHEDULERS)
+def test_every_builtin_scheduler_runs_guided(setup, scheduler):
+    common = dict(seed=2, steps=4, cfg=3.0, sampler_name="euler", scheduler=scheduler,
+                  positive=setup["positive"], negative=setup["negative"], latent_image=latent(), denoise=1.0)
+    with torch.inference_mode():
+        plain = run_node(nodes.KSampler, model=setup["model"], **common)[0]["samples"]
+        guided = run_node(nodes.KSampler, model=setup["guided"], **common)[0]["samples"]
+    assert torch.isfinite(guided).all() and not torch.equal(plain, guided)

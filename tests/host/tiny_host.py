@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+import comfy.model_base
 import comfy.model_patcher
 import comfy.supported_models
 from readout_core import HeadInfo, ReadoutHead
@@ -22,7 +23,7 @@ def _init_weights(module: torch.nn.Module, seed: int) -> None:
                 break
 
 
-def tiny_host_model(family: str = "sd15", seed: int = 0, dtype: torch.dtype = torch.float32):
+def tiny_host_model(family: str = "sd15", seed: int = 0, dtype: torch.dtype = torch.float32, v_prediction: bool = False):
     """A ModelPatcher around a tiny host U-Net whose weights are inference tensors, as in a real prompt."""
     levels = 4 if family == "sd15" else 3
     config = {
@@ -43,7 +44,10 @@ def tiny_host_model(family: str = "sd15", seed: int = 0, dtype: torch.dtype = to
             model_config = comfy.supported_models.SDXL(config)
             model_config.unet_config["num_head_channels"] = 16
         model_config.set_inference_dtype(dtype, None)
-        model = model_config.get_model({})
+        if v_prediction:
+            model = comfy.model_base.BaseModel(model_config, model_type=comfy.model_base.ModelType.V_PREDICTION)
+        else:
+            model = model_config.get_model({})
         _init_weights(model.diffusion_model, seed)
         model.diffusion_model.to(dtype)
     cpu = torch.device("cpu")
