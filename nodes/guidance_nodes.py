@@ -12,6 +12,22 @@ from .io_types import GuidanceTermsType, ReadoutHeadType
 
 
 
+def guidance_setting_inputs(weight_name: str) -> list:
+    """The update rule, weight and guidance window inputs shared by the guidance nodes."""
+    return [
+        io.Combo.Input("update_rule", options=list(UPDATE_RULES), default="official",
+                       tooltip="official: the released sign step on the latent, both CFG branches. "
+                       "gradient: the paper's ε + w·∇ through the unconditional branch (faster)."),
+        io.Float.Input(weight_name, default=0.02, min=0.0, max=100000.0, step=0.001,
+                       tooltip="official: step size on the latent per guided step (released 0.02). "
+                       "gradient: w in ε + w·∇."),
+        io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
+                       tooltip="Where guidance starts, as a fraction of the denoising (0 = first step)."),
+        io.Float.Input("end_percent", default=0.5, min=0.0, max=1.0, step=0.01,
+                       tooltip="Where guidance ends (released: 0.5, the first half)."),
+    ]
+
+
 class SpatialTarget(io.ComfyNode):
     """A pose / depth / edge image as a guidance term for a spatial head."""
 
@@ -54,16 +70,7 @@ class ApplyReadoutGuidance(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="An SD1.5 or SDXL model matching the heads."),
                 GuidanceTermsType.Input("terms", tooltip="Heads with their targets (Spatial Target)."),
-                io.Combo.Input("update_rule", options=list(UPDATE_RULES), default="official",
-                               tooltip="official: the released sign step on the latent, both CFG branches. "
-                               "gradient: the paper's ε + w·∇ through the unconditional branch (faster)."),
-                io.Float.Input("weight", default=0.02, min=0.0, max=1000.0, step=0.001,
-                               tooltip="official: step size on the latent per guided step (released 0.02). "
-                               "gradient: w in ε + w·∇."),
-                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="Where guidance starts, as a fraction of the denoising (0 = first step)."),
-                io.Float.Input("end_percent", default=0.5, min=0.0, max=1.0, step=0.01,
-                               tooltip="Where guidance ends (released: 0.5, the first half)."),
+                *guidance_setting_inputs("weight"),
                 io.Int.Input("recurrent_steps", default=1, min=1, max=10,
                              tooltip="Optimiser steps per sampling step (official rule)."),
             ],

@@ -6,10 +6,11 @@ import comfy.samplers
 import torch.nn.functional as F
 from comfy_api.latest import io, ui
 
-from readout_core.guidance import UPDATE_RULES, GuidanceSettings
+from readout_core.guidance import GuidanceSettings
 from readout_core.host_adapter import HostGuidance, readout_of_latent
 from readout_core.preview import render_readout
 
+from .guidance_nodes import guidance_setting_inputs
 from .io_types import GuidanceTermsType, ReadoutHeadType
 
 LATENT_TO_PIXELS = 8
@@ -38,15 +39,7 @@ class ReadoutGuidedKSampler(io.ComfyNode):
                 io.Conditioning.Input("negative", tooltip="What to avoid."),
                 io.Latent.Input("latent_image", tooltip="The latent to denoise (Empty Latent Image for text-to-image)."),
                 GuidanceTermsType.Input("terms", tooltip="Heads with their targets (Spatial Target)."),
-                io.Combo.Input("update_rule", options=list(UPDATE_RULES), default="official",
-                               tooltip="official: the released sign step, both CFG branches. gradient: ε + w·∇ "
-                               "through the unconditional branch (faster)."),
-                io.Float.Input("guidance_weight", default=0.02, min=0.0, max=1000.0, step=0.001,
-                               tooltip="official: step size on the latent (released 0.02). gradient: w."),
-                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="Where guidance starts (0 = the first step)."),
-                io.Float.Input("end_percent", default=0.5, min=0.0, max=1.0, step=0.01,
-                               tooltip="Where guidance ends (released: 0.5)."),
+                *guidance_setting_inputs("guidance_weight"),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="How much of the latent to replace (1.0 for text-to-image)."),
             ],

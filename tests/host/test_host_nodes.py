@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import pytest
 import torch
 
-from host_support import PACK_DIR, require_host
+from host_support import require_host
 
 HOST = require_host()
 
@@ -16,20 +15,12 @@ import comfy.model_patcher  # noqa: E402
 import folder_paths  # noqa: E402
 import nodes  # noqa: E402
 from published_spec import published_config, published_state_dict  # noqa: E402
-from tiny_host import conds, tiny_host_model, tiny_spatial_head  # noqa: E402
+from tiny_host import conds, run_node, tiny_host_model, tiny_spatial_head  # noqa: E402
 
 from readout_core import DecoderFeatureCapture, FeatureError, HeadInfo, ReadoutError, ReadoutHead  # noqa: E402
 from readout_core.host_adapter import host_feature_modules, host_head_embedding  # noqa: E402
 
 
-def run_node(node_cls, **inputs):
-    return node_cls.execute(**inputs).result
-
-
-@pytest.fixture(scope="module")
-def pack():
-    assert asyncio.run(nodes.load_custom_node(str(PACK_DIR), module_parent="custom_nodes"))
-    return nodes.NODE_CLASS_MAPPINGS
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,10 @@ the Load Readout Head node, and the host adapter on the host's own U-Net."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 import torch
 
-from host_support import PACK_DIR, require_host
+from host_support import require_host
 
 HOST = require_host()
 
@@ -27,14 +25,9 @@ from readout_core.host_adapter import (  # noqa: E402
 )
 
 
-@pytest.fixture(scope="module")
-def loaded_pack():
-    assert asyncio.run(nodes.load_custom_node(str(PACK_DIR), module_parent="custom_nodes"))
-    return nodes.NODE_CLASS_MAPPINGS
 
-
-def test_pack_registers_its_node_and_heads_folder(loaded_pack):
-    node = loaded_pack["ReadoutGuidance_LoadHead"]
+def test_pack_registers_its_node_and_heads_folder(pack):
+    node = pack["ReadoutGuidance_LoadHead"]
     assert nodes.NODE_DISPLAY_NAME_MAPPINGS.get("ReadoutGuidance_LoadHead") == "Load Readout Head"
     assert node.CATEGORY == "Readout Guidance"
     paths, extensions = folder_paths.folder_names_and_paths["readout_heads"]
@@ -43,14 +36,14 @@ def test_pack_registers_its_node_and_heads_folder(loaded_pack):
     assert "tooltip" in spec[1]
 
 
-def test_load_head_node_reads_a_head_from_an_extra_folder(loaded_pack, tmp_path):
+def test_load_head_node_reads_a_head_from_an_extra_folder(pack, tmp_path):
     dims = [128, 64]
     torch.save({"step": 1, "config": published_config(dims, output_channels=3, projection_dim=128, control_type="depth"),
                 "aggregation_network": published_state_dict(dims, projection_dim=128, output_channels=3)},
                tmp_path / "readout_sdv15_spatial_depth.pt")
     folder_paths.add_model_folder_path("readout_heads", str(tmp_path))
     assert "readout_sdv15_spatial_depth.pt" in folder_paths.get_filename_list("readout_heads")
-    node = loaded_pack["ReadoutGuidance_LoadHead"]
+    node = pack["ReadoutGuidance_LoadHead"]
     output = node.execute(head_name="readout_sdv15_spatial_depth.pt")
     head = output.result[0]
     assert head.info.kind == "spatial" and head.info.control_type == "depth"

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 import torch
 
-from host_support import PACK_DIR, require_host
+from host_support import require_host
 
 HOST = require_host()
 
@@ -15,22 +13,11 @@ import comfy.sample  # noqa: E402
 import comfy.samplers  # noqa: E402
 import comfy_extras.nodes_custom_sampler as custom  # noqa: E402
 import nodes  # noqa: E402
-from tiny_host import conds, tiny_host_model, tiny_spatial_head  # noqa: E402
+from tiny_host import conds, run_node, tiny_host_model, tiny_spatial_head  # noqa: E402
 
 from readout_core import ReadoutError  # noqa: E402
 
 
-def run_node(node_cls, **inputs):
-    """Run a host node class in either API generation (V3 classmethods or classic methods)."""
-    if hasattr(node_cls, "define_schema"):
-        return node_cls.execute(**inputs).result
-    return getattr(node_cls(), node_cls.FUNCTION)(**inputs)
-
-
-@pytest.fixture(scope="module")
-def pack():
-    assert asyncio.run(nodes.load_custom_node(str(PACK_DIR), module_parent="custom_nodes"))
-    return nodes.NODE_CLASS_MAPPINGS
 
 
 @pytest.fixture(scope="module")

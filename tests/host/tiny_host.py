@@ -77,3 +77,10 @@ def conds(family: str, batch: int = 1, seed: int = 0):
     return ([[pos, dict(extra, pooled_output=torch.randn(batch, SDXL_POOLED, generator=gen))]],
             [[neg, dict(extra, pooled_output=torch.zeros(batch, SDXL_POOLED))]])
 
+
+
+def run_node(node_cls, **inputs):
+    """Run a host node class in either API generation (V3 classmethods or classic methods)."""
+    if hasattr(node_cls, "define_schema"):
+        return node_cls.execute(**inputs).result
+    return getattr(node_cls(), node_cls.FUNCTION)(**inputs)
