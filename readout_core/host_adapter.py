@@ -215,10 +215,15 @@ class HostGuidance:
             if grad_vp is None:
                 break
             moved = moved + adam_update(grad_vp, state, self.settings.weight).to(x.dtype) * scale
+        if _can_update_in_place(x):
+            # Move the sampler's own latent (the tensor it passed in) and evaluate there: every
+            # sampler, first-order or multistep, then steps from the moved latent, as released.
+            x.copy_(moved)
+            return executor(x, sigma, model_options, seed)
+        # Otherwise shift the denoised estimate so that a first-order (Euler / DDIM) step
+        # starts from the moved latent.
         denoised = executor(moved, sigma, model_options, seed)
         sigma_next = _next_sigma(sigma, model_options)
-        # The sampler steps from x; shifting the denoised estimate makes its first-order
-        # (Euler / DDIM) step start from the moved latent, as the released algorithm does.
         ratio = (sigma_next / (sigma - sigma_next)).reshape(-1, *[1] * (x.ndim - 1))
         return denoised + (moved - x) * ratio.to(x.dtype)
 
@@ -295,6 +300,11 @@ class HostGuidance:
         if key not in self._warned:
             self._warned.add(key)
             LOG.warning(message)
+
+
+def _can_update_in_place(x: torch.Tensor) -> bool:
+    """Whether the sampler's latent may be changed in place here (inference tensors only inside inference mode)."""
+    return not x.requires_grad and (torch.is_inference_mode_enabled() or not x.is_inference())
 
 
 def _report_progress(text: str) -> None:

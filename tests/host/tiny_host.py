@@ -84,3 +84,25 @@ def run_node(node_cls, **inputs):
     if hasattr(node_cls, "define_schema"):
         return node_cls.execute(**inputs).result
     return getattr(node_cls(), node_cls.FUNCTION)(**inputs)
+
+
+def make_gaussian_denoiser(patcher, data_std: float = 1.0, unet_share: float = 0.1) -> None:
+    """Turn a random tiny U-Net into a usable denoiser, for sampling tests.
+
+    The noise prediction becomes the exact one for data ~ N(0, data_std²) plus a small
+    share of the U-Net's own output, so samplers converge to data-scale latents while
+    the U-Net still runs in full (its decoder features are what the heads read).
+    Installed as a DIFFUSION_MODEL wrapper on ``patcher`` (test-only).
+    """
+    import comfy.patcher_extension
+
+    sampling = patcher.model.model_sampling
+
+    def wrapper(executor, x, timesteps, context, y, control, transformer_options, **kwargs):
+        eps_unet = executor(x, timesteps, context, y, control, transformer_options, **kwargs)
+        sigma = sampling.sigma(timesteps).to(x.dtype).reshape(-1, 1, 1, 1)
+        alpha_bar = 1.0 / (sigma**2 + 1.0)
+        eps_exact = (1 - alpha_bar).sqrt() * x / (alpha_bar * data_std**2 + 1 - alpha_bar)
+        return eps_exact + unet_share * eps_unet
+
+    patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test_gaussian", wrapper)
