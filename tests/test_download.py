@@ -20,7 +20,6 @@ from readout_core.errors import HeadFileError
 from readout_core.head_files import load_head
 from readout_core.published_heads import (
     PUBLISHED_HEADS,
-    PublishedHead,
     find_published_head,
     get_published_head,
     published_head_names,
