@@ -23,7 +23,7 @@ import comfy.sample  # noqa: E402
 import comfy.sd  # noqa: E402
 import comfy.t2i_adapter.adapter  # noqa: E402
 import nodes  # noqa: E402
-from tiny_host import conds, tiny_host_model, tiny_spatial_head  # noqa: E402
+from tiny_host import conds, init_weights, tiny_host_model, tiny_spatial_head  # noqa: E402
 
 from readout_core.guidance import GuidanceSettings, GuidanceTerm  # noqa: E402
 from readout_core.host_adapter import HostGuidance  # noqa: E402
@@ -63,16 +63,6 @@ def guided(model, head, rule):
     return clone
 
 
-def _init(module: torch.nn.Module, seed: int) -> None:
-    """Random weights for every conv / linear / norm (the host's ops skip initialisation)."""
-    torch.manual_seed(seed)
-    for m in module.modules():
-        for base in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.LayerNorm):
-            if isinstance(m, base):
-                base.reset_parameters(m)
-                break
-
-
 def tiny_controlnet(model, seed: int = 11) -> comfy.controlnet.ControlNet:
     """A ControlNet for the tiny U-Net, built as ``comfy.controlnet.load_controlnet_state_dict`` does.
 
@@ -83,7 +73,7 @@ def tiny_controlnet(model, seed: int = 11) -> comfy.controlnet.ControlNet:
     config.update(hint_channels=3, operations=comfy.ops.disable_weight_init, dtype=torch.float32, device=CPU)
     with torch.inference_mode():
         control_model = comfy.cldm.cldm.ControlNet(**config)
-        _init(control_model, seed)
+        init_weights(control_model, seed)
         for zero_conv in [*control_model.zero_convs, control_model.middle_block_out]:
             assert zero_conv[0].weight.abs().sum() > 0
     assert all(p.is_inference() for p in control_model.parameters())

@@ -21,8 +21,6 @@ from readout_core import DecoderFeatureCapture, FeatureError, HeadInfo, ReadoutE
 from readout_core.host_adapter import host_feature_modules, host_head_embedding  # noqa: E402
 
 
-
-
 @pytest.fixture(scope="module")
 def world(pack):
     model = tiny_host_model("sd15", seed=6)

@@ -25,7 +25,6 @@ from readout_core.host_adapter import (  # noqa: E402
 )
 
 
-
 def test_pack_registers_its_node_and_heads_folder(pack):
     node = pack["ReadoutGuidance_LoadHead"]
     assert nodes.NODE_DISPLAY_NAME_MAPPINGS.get("ReadoutGuidance_LoadHead") == "Load Readout Head"

@@ -18,8 +18,6 @@ from tiny_host import conds, run_node, tiny_host_model, tiny_spatial_head  # noq
 from readout_core import ReadoutError  # noqa: E402
 
 
-
-
 @pytest.fixture(scope="module")
 def setup(pack):
     model = tiny_host_model("sd15", seed=4)

@@ -14,7 +14,8 @@ CONTEXT_DIM = 32
 SDXL_POOLED = 32
 
 
-def _init_weights(module: torch.nn.Module, seed: int) -> None:
+def init_weights(module: torch.nn.Module, seed: int) -> None:
+    """Random weights for every conv / linear / norm (the host's ops skip initialisation)."""
     torch.manual_seed(seed)
     for m in module.modules():
         for base in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.LayerNorm):
@@ -48,7 +49,7 @@ def tiny_host_model(family: str = "sd15", seed: int = 0, dtype: torch.dtype = to
             model = comfy.model_base.BaseModel(model_config, model_type=comfy.model_base.ModelType.V_PREDICTION)
         else:
             model = model_config.get_model({})
-        _init_weights(model.diffusion_model, seed)
+        init_weights(model.diffusion_model, seed)
         model.diffusion_model.to(dtype)
     cpu = torch.device("cpu")
     return comfy.model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu)
