@@ -28,6 +28,9 @@ from .guidance import AdamState, GuidanceSettings, adam_update, guidance_loss
 LOG = logging.getLogger("readout_guidance")
 WRAPPER_KEY = "readout_guidance"
 COND, UNCOND = 0, 1
+BACKWARD_MEMORY_FACTOR = 3
+"""The host sizes its free-memory reserve for a CFG batch; a guided step also keeps the
+forward's activations for the backward pass, so the pack asks for this many times more."""
 
 _FAMILY_BY_LEVELS = {4: "sd15", 3: "sdxl"}
 
@@ -170,6 +173,7 @@ class HostGuidance:
                 )
         from comfy.patcher_extension import WrappersMP
 
+        patcher.add_wrapper_with_key(WrappersMP.PREPARE_SAMPLING, WRAPPER_KEY, _reserve_backward_memory)
         patcher.add_wrapper_with_key(WrappersMP.PREDICT_NOISE, WRAPPER_KEY, self._predict_noise)
         patcher.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, self._diffusion_model)
         patcher.set_model_input_block_patch_after_skip(_clone_skip)
@@ -300,6 +304,14 @@ class HostGuidance:
         if key not in self._warned:
             self._warned.add(key)
             LOG.warning(message)
+
+
+def _reserve_backward_memory(executor: Callable, model, noise_shape, conds, *args, **kwargs):
+    """PREPARE_SAMPLING wrapper: let the host's own memory planning (how much to free, how
+    much of the model to keep loaded) count the backward pass of guided steps, by sizing
+    its estimate for a proportionally larger batch."""
+    shape = [noise_shape[0] * BACKWARD_MEMORY_FACTOR, *noise_shape[1:]]
+    return executor(model, shape, conds, *args, **kwargs)
 
 
 def _can_update_in_place(x: torch.Tensor) -> bool:

@@ -151,3 +151,20 @@ def test_every_builtin_scheduler_runs_guided(setup, scheduler):
         plain = run_node(nodes.KSampler, model=setup["model"], **common)[0]["samples"]
         guided = run_node(nodes.KSampler, model=setup["guided"], **common)[0]["samples"]
     assert torch.isfinite(guided).all() and not torch.equal(plain, guided)
+
+
+def test_host_memory_planning_counts_the_backward_pass(setup, monkeypatch):
+    import comfy.model_management
+
+    planned = []
+    original = comfy.model_management.load_models_gpu
+
+    def recording(models, memory_required=0, *args, **kwargs):
+        planned.append(memory_required)
+        return original(models, memory_required, *args, **kwargs)
+
+    monkeypatch.setattr(comfy.model_management, "load_models_gpu", recording)
+    ksampler(setup["model"], setup)
+    ksampler(setup["guided"], setup)
+    unguided, guided = planned
+    assert guided == pytest.approx(3 * unguided, rel=1e-6)
