@@ -25,6 +25,9 @@ def guidance_setting_inputs(weight_name: str) -> list:
                        tooltip="Where guidance starts, as a fraction of the denoising (0 = first step)."),
         io.Float.Input("end_percent", default=0.5, min=0.0, max=1.0, step=0.01,
                        tooltip="Where guidance ends (released: 0.5, the first half)."),
+        io.Boolean.Input("gradient_checkpointing", default=False, optional=True,
+                         tooltip="Recompute the U-Net's activations in the backward pass instead of keeping "
+                         "them: much less memory (SDXL at 1024 px), somewhat slower."),
     ]
 
 
@@ -79,9 +82,10 @@ class ApplyReadoutGuidance(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, terms, update_rule: str, weight: float, start_percent: float, end_percent: float,
-                recurrent_steps: int) -> io.NodeOutput:
+                recurrent_steps: int, gradient_checkpointing: bool = False) -> io.NodeOutput:
         settings = GuidanceSettings(rule=update_rule, weight=weight, start_percent=start_percent,
-                                    end_percent=end_percent, recurrent_steps=recurrent_steps, terms=list(terms))
+                                    end_percent=end_percent, recurrent_steps=recurrent_steps, terms=list(terms),
+                                    gradient_checkpointing=gradient_checkpointing)
         patched = model.clone()
         HostGuidance(settings).install(patched)
         return io.NodeOutput(patched)

@@ -160,6 +160,8 @@ class GuidanceSettings:
         start_percent, end_percent: the part of the schedule (ComfyUI's percent of the
             model's noise range, as in ControlNet's start/end) where guidance acts.
         recurrent_steps: optimiser steps per timestep (official rule).
+        gradient_checkpointing: recompute U-Net activations in the backward pass
+            instead of keeping them (less memory, more time).
     """
 
     rule: str = "official"
@@ -168,6 +170,7 @@ class GuidanceSettings:
     end_percent: float = 0.5
     recurrent_steps: int = 1
     terms: list[GuidanceTerm] = field(default_factory=list)
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         if self.rule not in UPDATE_RULES:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import copy
 import logging
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -126,6 +127,50 @@ def control_modules(conds: dict[str, Any] | None) -> list[nn.Module]:
                         found[id(module)] = module
                 control = getattr(control, "previous_controlnet", None)
     return list(found.values())
+
+
+@contextmanager
+def checkpointed_layers(unet: nn.Module, enabled: bool) -> Iterator[None]:
+    """Gradient checkpointing of the U-Net's ResBlocks and transformers for one pass.
+
+    Each layer's activations are recomputed during the backward pass instead of kept,
+    trading time for memory (SDXL at 1024 px). The layers get an instance ``forward``
+    only inside the block; whatever was there before is put back on exit.
+    """
+    if not enabled:
+        yield
+        return
+    from torch.utils.checkpoint import checkpoint
+
+    from comfy.ldm.modules.attention import SpatialTransformer
+    from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
+
+    saved: list[tuple[nn.Module, object]] = []
+    for block in [*unet.input_blocks, unet.middle_block, *unet.output_blocks]:
+        for layer in block:
+            if not isinstance(layer, (ResBlock, SpatialTransformer)):
+                continue
+            saved.append((layer, layer.__dict__.get("forward")))
+            layer.forward = _checkpointed(layer.forward, checkpoint)
+    try:
+        yield
+    finally:
+        for layer, previous in saved:
+            del layer.forward
+            if previous is not None:
+                layer.forward = previous
+
+
+def _checkpointed(forward: Callable, checkpoint: Callable) -> Callable:
+    def run(*args, **kwargs):
+        if not torch.is_grad_enabled():
+            return forward(*args, **kwargs)
+        # transformer_options is mutated as the U-Net runs; the recomputation must see it
+        # as it was for this layer.
+        args = tuple(dict(a) if isinstance(a, dict) else a for a in args)
+        return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+
+    return run
 
 
 def _clone_skip(h: torch.Tensor, _transformer_options: dict) -> torch.Tensor:
@@ -244,7 +289,8 @@ class HostGuidance:
             x_in = x.detach().clone().requires_grad_(True)
             self._records = []
             try:
-                denoised = executor(x_in, sigma.clone(), model_options, seed)
+                with checkpointed_layers(model.diffusion_model, self.settings.gradient_checkpointing):
+                    denoised = executor(x_in, sigma.clone(), model_options, seed)
                 records = self._records
             finally:
                 self._records = None

@@ -168,3 +168,27 @@ def test_host_memory_planning_counts_the_backward_pass(setup, monkeypatch):
     ksampler(setup["guided"], setup)
     unguided, guided = planned
     assert guided == pytest.approx(3 * unguided, rel=1e-6)
+
+
+@pytest.mark.parametrize("rule, weight", [("gradient", 5.0), ("official", 0.05)])
+def test_gradient_checkpointing_gives_the_same_guidance_and_leaves_no_trace(pack, setup, monkeypatch, rule, weight):
+    import torch.utils.checkpoint as torch_checkpoint
+
+    calls = []
+    original = torch_checkpoint.checkpoint
+    monkeypatch.setattr(torch_checkpoint, "checkpoint", lambda *a, **k: calls.append(1) or original(*a, **k))
+    results = []
+    for checkpointing in (False, True):
+        with torch.inference_mode():
+            (model,) = run_node(pack["ReadoutGuidance_Apply"], model=setup["model"], terms=setup["terms"],
+                                update_rule=rule, weight=weight, start_percent=0.0, end_percent=0.8,
+                                recurrent_steps=1, gradient_checkpointing=checkpointing)
+        results.append(ksampler(model, setup))
+    assert calls, "no layer was checkpointed"
+    plain, checkpointed = results
+    if rule == "gradient":
+        assert (plain - checkpointed).abs().max() <= 1e-5 * plain.abs().max()
+    else:  # sign steps may flip where a gradient entry is ~0
+        assert ((plain - checkpointed).abs() > 1e-3 * plain.abs().max()).float().mean() < 0.01
+    unet = setup["model"].model.diffusion_model
+    assert not any("forward" in m.__dict__ for m in unet.modules())
