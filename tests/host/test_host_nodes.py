@@ -134,3 +134,34 @@ def test_errors_say_what_to_change(pack, world):
     with pytest.raises(ReadoutError, match=r"start_percent \(0.8\) must be ≤ end_percent \(0.2\)"):
         run_node(pack["ReadoutGuidance_Apply"], model=model, terms=world["terms"], update_rule="official",
                  weight=0.02, start_percent=0.8, end_percent=0.2, recurrent_steps=1)
+
+
+def test_heads_folder_keeps_extra_model_paths_entries(pack, tmp_path, monkeypatch):
+    """extra_model_paths.yaml is read before packs load: its readout_heads folders must survive."""
+    loader_module = sys.modules[pack["ReadoutGuidance_LoadHead"].__module__]
+    register = sys.modules[loader_module.__package__ + ".model_folders"].register_model_folders
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "readout_heads", ([str(tmp_path)], set()))
+    (tmp_path / "mine.safetensors").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("not a head")
+    register()
+    paths, extensions = folder_paths.folder_names_and_paths["readout_heads"]
+    assert paths[0].endswith("readout_heads") and str(tmp_path) in paths
+    assert "mine.safetensors" in folder_paths.get_filename_list("readout_heads")
+    assert "notes.txt" not in folder_paths.get_filename_list("readout_heads")
+
+
+def test_guidance_loss_is_shown_under_the_running_node(pack, world, monkeypatch):
+    import types
+
+    sent = []
+    server = types.SimpleNamespace(send_progress_text=lambda text, node_id: sent.append((text, node_id)))
+    monkeypatch.setitem(sys.modules, "server", types.SimpleNamespace(PromptServer=types.SimpleNamespace(instance=server)))
+    context = types.SimpleNamespace(node_id="42")
+    monkeypatch.setitem(sys.modules, "comfy_execution.utils", types.SimpleNamespace(get_executing_context=lambda: context))
+    with torch.inference_mode():
+        run_node(pack["ReadoutGuidance_KSampler"], model=world["model"], terms=world["terms"], update_rule="official",
+                 guidance_weight=0.05, start_percent=0.0, end_percent=1.0, seed=1, steps=3, cfg=3.0,
+                 sampler_name="euler", scheduler="normal", positive=world["positive"], negative=world["negative"],
+                 latent_image={"samples": torch.zeros(1, 4, 16, 16)}, denoise=1.0)
+    assert len(sent) == 3 and all(node == "42" for _, node in sent)
+    assert sent[0][0].startswith("Readout guidance loss ")
