@@ -15,7 +15,7 @@ import comfy.model_patcher  # noqa: E402
 import folder_paths  # noqa: E402
 import nodes  # noqa: E402
 from published_spec import published_config, published_state_dict  # noqa: E402
-from tiny_host import conds, run_node, tiny_host_model, tiny_spatial_head  # noqa: E402
+from tiny_host import run_node, spatial_world, tiny_host_model  # noqa: E402
 
 from readout_core import DecoderFeatureCapture, FeatureError, HeadInfo, ReadoutError, ReadoutHead  # noqa: E402
 from readout_core.host_adapter import host_feature_modules, host_head_embedding  # noqa: E402
@@ -23,14 +23,9 @@ from readout_core.host_adapter import host_feature_modules, host_head_embedding 
 
 @pytest.fixture(scope="module")
 def world(pack):
-    model = tiny_host_model("sd15", seed=6)
-    head = tiny_spatial_head(model, seed=3)
     image = torch.zeros(1, 128, 128, 3)
     image[:, 32:96, 32:96] = 1.0
-    with torch.inference_mode():
-        (terms,) = run_node(pack["ReadoutGuidance_SpatialTarget"], head=head, image=image, weight=0.5)
-    positive, negative = conds("sd15")
-    return {"model": model, "head": head, "terms": terms, "positive": positive, "negative": negative}
+    return spatial_world(pack, model_seed=6, head_seed=3, image=image)
 
 
 def test_every_node_is_registered_with_tooltips(pack):

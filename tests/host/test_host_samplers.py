@@ -13,23 +13,21 @@ import comfy.sample  # noqa: E402
 import comfy.samplers  # noqa: E402
 import comfy_extras.nodes_custom_sampler as custom  # noqa: E402
 import nodes  # noqa: E402
-from tiny_host import conds, run_node, tiny_host_model, tiny_spatial_head  # noqa: E402
+from tiny_host import run_node, spatial_world  # noqa: E402
 
 from readout_core import ReadoutError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def setup(pack):
-    model = tiny_host_model("sd15", seed=4)
-    head = tiny_spatial_head(model, seed=2)
     image = torch.zeros(1, 128, 128, 3)
     image[:, :, :64] = 1.0  # left half white: a depth-like target image at 8x the latent size
+    world = spatial_world(pack, model_seed=4, head_seed=2, image=image)
     with torch.inference_mode():
-        (terms,) = run_node(pack["ReadoutGuidance_SpatialTarget"], head=head, image=image, weight=0.5)
-        (guided,) = run_node(pack["ReadoutGuidance_Apply"], model=model, terms=terms, update_rule="official",
-                             weight=0.05, start_percent=0.0, end_percent=0.8, recurrent_steps=1)
-    positive, negative = conds("sd15")
-    return {"model": model, "guided": guided, "positive": positive, "negative": negative, "head": head, "terms": terms}
+        (world["guided"],) = run_node(pack["ReadoutGuidance_Apply"], model=world["model"], terms=world["terms"],
+                                      update_rule="official", weight=0.05, start_percent=0.0, end_percent=0.8,
+                                      recurrent_steps=1)
+    return world
 
 
 def latent(batch=1):

@@ -107,3 +107,13 @@ def make_gaussian_denoiser(patcher, data_std: float = 1.0, unet_share: float = 0
         return eps_exact + unet_share * eps_unet
 
     patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test_gaussian", wrapper)
+
+
+def spatial_world(pack, model_seed: int, head_seed: int, image: torch.Tensor) -> dict:
+    """A tiny SD1.5-layout model, a head, Spatial Target terms for ``image`` and conditioning."""
+    model = tiny_host_model("sd15", seed=model_seed)
+    head = tiny_spatial_head(model, seed=head_seed)
+    with torch.inference_mode():
+        (terms,) = run_node(pack["ReadoutGuidance_SpatialTarget"], head=head, image=image, weight=0.5)
+    positive, negative = conds("sd15")
+    return {"model": model, "head": head, "terms": terms, "positive": positive, "negative": negative}
