@@ -11,7 +11,6 @@ from readout_core.targets import spatial_target_from_image
 from .io_types import GuidanceTermsType, ReadoutHeadType
 
 
-
 def guidance_setting_inputs(weight_name: str) -> list:
     """The update rule, weight and guidance window inputs shared by the guidance nodes."""
     return [

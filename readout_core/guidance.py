@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from .errors import LossInputError, ReadoutError
 from .heads import ReadoutHead
@@ -140,13 +139,6 @@ def _spatial_losses(
         sample_target = target[index if target.shape[0] > 1 else 0][None]
         losses.append(spatial_guidance_loss(readout[index][None], sample_target, info.control_range, latent_range))
     return torch.stack(losses)
-
-
-def resize_target(target: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resample a target map ``[B, K, H, W]`` to ``size`` with nearest sampling (as released and trained)."""
-    if tuple(target.shape[-2:]) == tuple(size):
-        return target
-    return F.interpolate(target, size=size, mode="nearest")
 
 
 @dataclass

@@ -93,6 +93,24 @@ def host_head_embedding(unet: nn.Module, timesteps: torch.Tensor) -> torch.Tenso
     return unet.time_embed(sinusoid.to(weight.dtype))
 
 
+def check_head_fits(head: nn.Module, layout: DecoderLayout) -> None:
+    """Raise `ReadoutError` unless ``head`` reads exactly the decoder layers of ``layout``."""
+    info = head.info
+    if tuple(info.dims) != tuple(layout.dims):
+        raise ReadoutError(
+            f"The {info.kind} head was trained for {info.family.upper()} (decoder layers {list(info.dims)}), "
+            f"but this model is {layout.family.upper()}-like with layers {list(layout.dims)}. "
+            f"Load a {layout.family.upper()} head, or a {info.family.upper()} checkpoint."
+        )
+
+
+def head_on(head: nn.Module, device: torch.device) -> nn.Module:
+    """``head`` on ``device``: itself if already there, else a copy (the loader's output is never moved)."""
+    if next(head.parameters()).device == device:
+        return head
+    return copy.deepcopy(head).to(device)
+
+
 def make_autograd_safe(module: nn.Module) -> int:
     """Replace inference-mode parameters and buffers of ``module`` by ordinary clones.
 
@@ -209,13 +227,7 @@ class HostGuidance:
         unet = find_diffusion_model(patcher)
         self.layout = host_decoder_layout(unet)
         for term in self.settings.terms:
-            info = term.head.info
-            if tuple(info.dims) != tuple(self.layout.dims):
-                raise ReadoutError(
-                    f"The {info.kind} head was trained for {info.family.upper()} (decoder layers {list(info.dims)}), "
-                    f"but this model is {self.layout.family.upper()}-like with layers {list(self.layout.dims)}. "
-                    f"Load a {self.layout.family.upper()} head, or a {info.family.upper()} checkpoint."
-                )
+            check_head_fits(term.head, self.layout)
         from comfy.patcher_extension import WrappersMP
 
         patcher.add_wrapper_with_key(WrappersMP.PREPARE_SAMPLING, WRAPPER_KEY, _reserve_backward_memory)
@@ -330,13 +342,7 @@ class HostGuidance:
         """The terms with heads on ``device`` (copies: the loader's head object is not moved)."""
         key = str(device)
         if key not in self._terms_by_device:
-            terms = []
-            for term in self.settings.terms:
-                head = term.head
-                if next(head.parameters()).device != device:
-                    head = copy.deepcopy(head).to(device)
-                terms.append(replace(term, head=head))
-            self._terms_by_device[key] = terms
+            self._terms_by_device[key] = [replace(t, head=head_on(t.head, device)) for t in self.settings.terms]
         return self._terms_by_device[key]
 
     def _active(self, model: Any, sigma: torch.Tensor) -> bool:
@@ -405,10 +411,7 @@ def readout_of_latent(patcher: Any, head: nn.Module, latent: dict, conditioning:
 
     unet = find_diffusion_model(patcher)
     layout = host_decoder_layout(unet)
-    if tuple(head.info.dims) != tuple(layout.dims):
-        raise ReadoutError(
-            f"This {head.info.family.upper()} head cannot read a {layout.family.upper()}-like model; use a matching head."
-        )
+    check_head_fits(head, layout)
     captured: dict[str, torch.Tensor] = {}
 
     def capture(executor, x, timesteps, context, y, control, transformer_options, **kwargs):
@@ -436,5 +439,4 @@ def readout_of_latent(patcher: Any, head: nn.Module, latent: dict, conditioning:
     batch = samples.shape[0]
     with torch.no_grad():
         emb = host_head_embedding(unet, captured["timesteps"][:batch]).float()
-        head_copy = copy.deepcopy(head).to(features.device) if next(head.parameters()).device != features.device else head
-        return head_copy(features[:batch], emb.to(features.device)).cpu()
+        return head_on(head, features.device)(features[:batch], emb.to(features.device)).cpu()
