@@ -8,6 +8,9 @@ from .guidance_nodes import ApplyReadoutGuidance, SpatialTarget
 from .head_loader import LoadReadoutHead
 from .sampler_nodes import ReadoutGuidedKSampler, ReadoutPreview
 from .model_folders import register_model_folders
+from .reference_nodes import AppearanceReference, DragGuidance, DragPoints, IdentityReference
+from .reference_sampler_nodes import InvertImage, ReadoutReferenceSampler
+from .routes import register_routes
 
 NODES: list[type[io.ComfyNode]] = [
     LoadReadoutHead,
@@ -15,6 +18,12 @@ NODES: list[type[io.ComfyNode]] = [
     ApplyReadoutGuidance,
     ReadoutGuidedKSampler,
     ReadoutPreview,
+    DragPoints,
+    DragGuidance,
+    AppearanceReference,
+    IdentityReference,
+    InvertImage,
+    ReadoutReferenceSampler,
 ]
 
 
@@ -26,6 +35,7 @@ class ReadoutGuidanceExtension(ComfyExtension):
 
 
 def readout_guidance_extension() -> ReadoutGuidanceExtension:
-    """Register the pack's model folders and return its extension (for the pack's ``comfy_entrypoint``)."""
+    """Register the pack's model folders and web routes; return its extension (for ``comfy_entrypoint``)."""
     register_model_folders()
+    register_routes()
     return ReadoutGuidanceExtension()

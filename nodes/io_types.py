@@ -7,3 +7,6 @@ ReadoutHeadType = io.Custom("READOUT_HEAD")
 
 GuidanceTermsType = io.Custom("READOUT_GUIDANCE_TERMS")
 """A list of `readout_core.guidance.GuidanceTerm` (head + target + weight), chained node to node."""
+
+DragPointsType = io.Custom("READOUT_DRAG_POINTS")
+"""`readout_core.drag_points.DragPoints`: handle → target pairs on the image to edit."""

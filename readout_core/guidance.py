@@ -1,6 +1,8 @@
 """Readout guidance maths, independent of any sampler host.
 
-A guidance *term* pairs a head with what its readout should match and a weight. At a
+A guidance *term* pairs a head with what its readout should match and a weight:
+a spatial target (`GuidanceTerm`), or a reference sampled side by side in the same
+batch (`AppearanceTerm`, `CorrespondenceTerm` for drag). At a
 guided step the host runs the U-Net with gradients, hands the captured decoder
 features of each CFG branch to `guidance_loss`, differentiates it with respect to the
 U-Net input (the VP latent), and applies one of two update rules:
@@ -14,14 +16,17 @@ U-Net input (the VP latent), and applies one of two update rules:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 
+from .crop_boxes import PixelBox
+from .drag_points import LATENT_FACTOR, DragPoints
 from .errors import LossInputError, ReadoutError
 from .heads import ReadoutHead
-from .losses import spatial_guidance_loss
+from .losses import appearance_loss, correspondence_loss, spatial_guidance_loss
 
 UPDATE_RULES = ("official", "gradient")
 ADAM_BETAS = (0.9, 0.999)
@@ -30,21 +35,21 @@ ADAM_EPS = 1e-8
 
 @dataclass
 class GuidanceTerm:
-    """One head, what its readout should become, and how strongly.
+    """A spatial / keypoint head, what its readout should become, and how strongly.
 
     Attributes:
         head: a loaded readout head.
-        target: spatial / keypoint heads: ``[B or 1, K, h, w]`` in the head's control
-            range (any size; resized to the readout with nearest sampling).
+        target: ``[B or 1, K, h, w]`` in the head's control range (any size; resized to
+            the readout with nearest sampling).
         weight: the term's ``loss_rescale`` (released: 0.5 for spatial heads).
-        use_emb: feed the U-Net's timestep embedding to the head (released: off for
-            correspondence heads).
+        use_emb: feed the U-Net's timestep embedding to the head.
     """
 
     head: ReadoutHead
     target: torch.Tensor | None = None
     weight: float = 1.0
     use_emb: bool = True
+    needs_reference = False
 
     def __post_init__(self) -> None:
         info = self.head.info
@@ -60,6 +65,100 @@ class GuidanceTerm:
                 f"The {info.control_type} target must be [B, {info.output_channels}, H, W], "
                 f"got {tuple(self.target.shape)}."
             )
+
+    def sample_loss(self, readout: torch.Tensor, index: int, reference: torch.Tensor | None,
+                    latent_range: tuple) -> torch.Tensor:
+        """The released spatial loss of sample ``index`` of ``readout`` ``[N, K, h, w]``."""
+        info = self.head.info
+        assert self.target is not None and info.control_range is not None
+        target = self.target.to(device=readout.device, dtype=readout.dtype)
+        if target.shape[0] not in (1, readout.shape[0]):
+            raise ReadoutError(
+                f"The {info.control_type} target has {target.shape[0]} images but the latent batch has "
+                f"{readout.shape[0]}. Give one target image, or one per latent."
+            )
+        sample_target = target[index if target.shape[0] > 1 else 0][None]
+        return spatial_guidance_loss(readout[index][None], sample_target, info.control_range, latent_range)
+
+
+@dataclass
+class AppearanceTerm:
+    """Keep the look of the reference: an appearance (or identity) head's distance to it.
+
+    Attributes:
+        head: an appearance or identity head.
+        weight: the term's ``loss_rescale`` (released: 1).
+        reference_box, generated_box: optional crops ``(x0, y0, x1, y1)`` in image pixels
+            of the reference and of the generation (identity / face guidance); both or
+            neither.
+    """
+
+    head: ReadoutHead
+    weight: float = 1.0
+    reference_box: PixelBox | None = None
+    generated_box: PixelBox | None = None
+    use_emb: bool = True
+    needs_reference = True
+
+    def __post_init__(self) -> None:
+        kind = self.head.info.kind
+        if kind not in ("appearance", "identity"):
+            raise ReadoutError(f"Appearance guidance needs an appearance or identity head; this is a {kind} head.")
+        if (self.reference_box is None) != (self.generated_box is None):
+            raise ReadoutError("Give both crop boxes (reference and generated) or neither.")
+
+    def sample_loss(self, readout: torch.Tensor, index: int, reference: torch.Tensor | None,
+                    latent_range: tuple) -> torch.Tensor:
+        """The released appearance loss between sample ``index`` and its reference readout."""
+        assert reference is not None
+        boxes = None
+        if self.reference_box is not None and self.generated_box is not None:
+            boxes = (_feature_box(self.reference_box, readout), _feature_box(self.generated_box, readout))
+        return appearance_loss(readout[index][None], reference[None], latent_range, boxes=boxes)
+
+
+@dataclass
+class CorrespondenceTerm:
+    """Drag: the reference's content at the handles should appear at the targets.
+
+    Attributes:
+        head: a correspondence head (run without the timestep embedding, as released).
+        points: the handle → target pairs in image pixels.
+        weight: the term's ``loss_rescale`` (released: 1).
+        ghost_weight: share of the anti-ghosting term (released: 0.5).
+    """
+
+    head: ReadoutHead
+    points: DragPoints
+    weight: float = 1.0
+    ghost_weight: float = 0.5
+    use_emb: bool = False
+    needs_reference = True
+
+    def __post_init__(self) -> None:
+        kind = self.head.info.kind
+        if kind != "correspondence":
+            raise ReadoutError(f"Drag guidance needs a correspondence head; this is a {kind} head.")
+        if len(self.points) == 0:
+            raise ReadoutError("Drag guidance needs at least one handle → target pair inside the image.")
+
+    def sample_loss(self, readout: torch.Tensor, index: int, reference: torch.Tensor | None,
+                    latent_range: tuple) -> torch.Tensor:
+        """The released correspondence loss of sample ``index`` against its reference readout."""
+        assert reference is not None
+        source, target = self.points.latent_points(tuple(readout.shape[-2:]))
+        return correspondence_loss(readout[index][None], reference[None], source, target, self.ghost_weight)
+
+
+AnyTerm = GuidanceTerm | AppearanceTerm | CorrespondenceTerm
+
+
+def _feature_box(box: PixelBox, readout: torch.Tensor) -> tuple[int, int, int, int]:
+    """A pixel box as a box of the readout's (latent-resolution) grid, covering at least one cell."""
+    x0, y0, x1, y1 = (v / LATENT_FACTOR for v in box)
+    height, width = readout.shape[-2:]
+    fx0, fy0 = min(int(x0), width - 1), min(int(y0), height - 1)
+    return fx0, fy0, max(fx0 + 1, min(width, math.ceil(x1))), max(fy0 + 1, min(height, math.ceil(y1)))
 
 
 @dataclass
@@ -96,20 +195,25 @@ def latent_ranges(latent_vp: torch.Tensor) -> list[tuple[torch.Tensor, torch.Ten
 
 
 def guidance_loss(
-    terms: Sequence[GuidanceTerm],
+    terms: Sequence[AnyTerm],
     branch_features: Sequence[torch.Tensor],
     emb: torch.Tensor | None,
     latent_vp: torch.Tensor,
+    reference_of: Sequence[int | None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Total guidance loss over CFG branches, terms and samples.
 
     ``branch_features`` holds one ``[N, C, H, W]`` feature tensor per CFG branch used
-    (N = latent batch); ``emb`` is ``[N, E]`` or None. Each sample's loss is the
-    released per-image loss, so a batch behaves as its images would alone. Returns
-    (total to differentiate, per-sample loss ``[N]`` summed over branches and terms, detached).
+    (N = latent batch); ``emb`` is ``[N, E]`` or None. ``reference_of[i]`` is the batch
+    index of sample i's reference, or None for a sample that is itself a reference
+    (left unguided); without it every sample is guided and no term may need a
+    reference. Each sample's loss is the released per-image loss, so a batch behaves
+    as its images would alone. Returns (total to differentiate, per-sample loss ``[N]``
+    summed over branches and terms, detached).
     """
     ranges = latent_ranges(latent_vp)
     batch = latent_vp.shape[0]
+    pairing = check_pairing(terms, reference_of, batch)
     per_sample = latent_vp.new_zeros(batch, dtype=torch.float32)
     total = latent_vp.new_zeros((), dtype=torch.float32)
     for features in branch_features:
@@ -117,28 +221,33 @@ def guidance_loss(
             raise LossInputError(f"Features for {features.shape[0]} samples but the latent batch is {batch}.")
         for term in terms:
             readout = term.head(features.float(), emb.float() if (emb is not None and term.use_emb) else None)
-            losses = _spatial_losses(term, readout, ranges)
-            total = total + term.weight * losses.sum()
-            per_sample = per_sample + term.weight * losses.detach()
+            for index, reference_index in enumerate(pairing):
+                if reference_index is None:
+                    continue
+                reference = readout[reference_index].detach() if reference_index != index else None
+                loss = term.weight * term.sample_loss(readout, index, reference, ranges[index])
+                total = total + loss
+                per_sample[index] += loss.detach()
     return total, per_sample
 
 
-def _spatial_losses(
-    term: GuidanceTerm, readout: torch.Tensor, ranges: list[tuple[torch.Tensor, torch.Tensor]]
-) -> torch.Tensor:
-    info = term.head.info
-    assert term.target is not None and info.control_range is not None
-    target = term.target.to(device=readout.device, dtype=readout.dtype)
-    if target.shape[0] not in (1, readout.shape[0]):
-        raise ReadoutError(
-            f"The {info.control_type} target has {target.shape[0]} images but the latent batch has "
-            f"{readout.shape[0]}. Give one target image, or one per latent."
-        )
-    losses = []
-    for index, latent_range in enumerate(ranges):
-        sample_target = target[index if target.shape[0] > 1 else 0][None]
-        losses.append(spatial_guidance_loss(readout[index][None], sample_target, info.control_range, latent_range))
-    return torch.stack(losses)
+def check_pairing(terms: Sequence[AnyTerm], reference_of: Sequence[int | None] | None, batch: int) -> list:
+    """``reference_of`` checked against the batch (every sample guided, paired to itself, when None)."""
+    if reference_of is None:
+        needing = sorted({type(t).__name__ for t in terms if t.needs_reference})
+        if needing:
+            raise ReadoutError(
+                "Appearance and drag guidance compare each sample with a reference generated side by side; "
+                "sample with the Readout Reference Sampler instead of a plain KSampler."
+            )
+        return list(range(batch))
+    pairing = list(reference_of)
+    if len(pairing) != batch:
+        raise ReadoutError(f"The reference layout covers {len(pairing)} samples but the latent batch is {batch}.")
+    for index, reference_index in enumerate(pairing):
+        if reference_index is not None and not (0 <= reference_index < batch and pairing[reference_index] is None):
+            raise ReadoutError(f"Sample {index}'s reference {reference_index} is not a reference sample of the batch.")
+    return pairing
 
 
 @dataclass
@@ -154,6 +263,8 @@ class GuidanceSettings:
         recurrent_steps: optimiser steps per timestep (official rule).
         gradient_checkpointing: recompute U-Net activations in the backward pass
             instead of keeping them (less memory, more time).
+        reference_of: the batch layout when references are sampled side by side
+            (see `guidance_loss`); None: every sample is guided on its own.
     """
 
     rule: str = "official"
@@ -161,8 +272,9 @@ class GuidanceSettings:
     start_percent: float = 0.0
     end_percent: float = 0.5
     recurrent_steps: int = 1
-    terms: list[GuidanceTerm] = field(default_factory=list)
+    terms: list[AnyTerm] = field(default_factory=list)
     gradient_checkpointing: bool = False
+    reference_of: tuple[int | None, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.rule not in UPDATE_RULES:
@@ -175,6 +287,15 @@ class GuidanceSettings:
             raise ReadoutError(f"recurrent_steps must be at least 1, got {self.recurrent_steps}.")
         if not self.terms:
             raise ReadoutError("Readout guidance needs at least one guidance term (a head with its target).")
+        reference_of = self.reference_of
+        check_pairing(self.terms, reference_of, len(reference_of) if reference_of is not None else 0)
         families = {term.head.info.family for term in self.terms}
         if len(families) > 1:
             raise ReadoutError(f"All heads must be for one base model; got heads for {sorted(families)}.")
+
+
+def reference_layout(edits: int) -> tuple[int | None, ...]:
+    """``reference_of`` for a batch ``[reference, edit 1, ..., edit n]``."""
+    if edits < 1:
+        raise ReadoutError(f"Ask for at least one edited sample, got {edits}.")
+    return (None,) + (0,) * edits

@@ -18,7 +18,7 @@ from tiny_host import conds, tiny_host_model, tiny_spatial_head  # noqa: E402
 
 from readout_core import ReadoutError  # noqa: E402
 from readout_core.guidance import GuidanceSettings, GuidanceTerm  # noqa: E402
-from readout_core import host_adapter  # noqa: E402
+from readout_core.host_adapter import guided_sampling  # noqa: E402
 from readout_core.host_adapter import HostGuidance, host_decoder_layout, make_autograd_safe  # noqa: E402
 from readout_core.losses import renormalize  # noqa: E402
 
@@ -82,7 +82,7 @@ def released_reference(patcher, head, control, noise_vp, context_uncond, context
 @pytest.mark.parametrize("in_place", [True, False], ids=["moves-sampler-latent", "shifts-denoised"])
 def test_official_rule_follows_the_released_algorithm_step_by_step(in_place, monkeypatch):
     if not in_place:  # the fallback used where the sampler's latent cannot be changed in place
-        monkeypatch.setattr(host_adapter, "_can_update_in_place", lambda x: False)
+        monkeypatch.setattr(guided_sampling, "_can_update_in_place", lambda x: False)
     patcher = tiny_host_model("sd15", seed=3)
     head = tiny_spatial_head(patcher, seed=1)
     control = torch.zeros(1, 3, 16, 16)
