@@ -30,6 +30,10 @@ COND, UNCOND = 0, 1
 BACKWARD_MEMORY_FACTOR = 3
 """The host sizes its free-memory reserve for a CFG batch; a guided step also keeps the
 forward's activations for the backward pass, so the pack asks for this many times more."""
+OUT_OF_MEMORY_ADVICE = (
+    "Readout guidance ran out of memory in its backward pass through the U-Net. Turn on gradient_checkpointing, "
+    "lower the resolution or batch size, or guide fewer steps (end_percent)."
+)
 
 
 def _clone_skip(h: torch.Tensor, _transformer_options: dict) -> torch.Tensor:
@@ -99,9 +103,15 @@ class HostGuidance:
         make_autograd_safe(model.diffusion_model)
         for module in control_modules(getattr(guider, "conds", None)):
             make_autograd_safe(module)
-        if self.settings.rule == "official":
-            return self._official_step(executor, x, sigma, model_options, seed, model)
-        return self._gradient_step(executor, x, sigma, model_options, seed, model)
+        step = self._official_step if self.settings.rule == "official" else self._gradient_step
+        out_of_memory = None
+        try:
+            return step(executor, x, sigma, model_options, seed, model)
+        except torch.OutOfMemoryError as error:
+            out_of_memory = str(error)
+        # Raised outside the handler, so the failed step's activations and graph are already
+        # released; the host still sees an out-of-memory error and frees its caches.
+        raise torch.OutOfMemoryError(f"{out_of_memory}\n{OUT_OF_MEMORY_ADVICE}")
 
     # -- update rules ---------------------------------------------------------------
 

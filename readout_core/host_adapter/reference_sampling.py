@@ -83,7 +83,7 @@ def sample_with_reference(patcher: Any, settings: GuidanceSettings, run: Referen
     guided = patcher.clone()
     HostGuidance(settings).install(guided)
     if run.reference_cfg != run.cfg:
-        scales = torch.tensor([run.reference_cfg] + [run.cfg] * run.edits)
+        scales = [run.reference_cfg] + [run.cfg] * run.edits
         previous = guided.model_options.get("sampler_cfg_function")
         guided.set_model_sampler_cfg_function(per_sample_cfg(scales, previous), disable_cfg1_optimization=True)
     callback = _preview_callback(guided, run.steps)
@@ -94,7 +94,7 @@ def sample_with_reference(patcher: Any, settings: GuidanceSettings, run: Referen
     return dict(base, samples=out[1:]), dict(base, samples=out[:1])
 
 
-def per_sample_cfg(scales: torch.Tensor, previous: Callable | None = None) -> Callable:
+def per_sample_cfg(scales: list[float], previous: Callable | None = None) -> Callable:
     """A host ``sampler_cfg_function`` applying ``scales[i]`` to batch element i.
 
     ``previous`` (a CFG function already on the model, e.g. Rescale CFG) is applied
@@ -103,16 +103,14 @@ def per_sample_cfg(scales: torch.Tensor, previous: Callable | None = None) -> Ca
 
     def cfg_function(args: dict) -> torch.Tensor:
         cond, uncond = args["cond"], args["uncond"]
-        rows = scales.to(device=cond.device, dtype=cond.dtype)
-        if rows.shape[0] != cond.shape[0]:
-            raise ReadoutError(f"Per-sample CFG for {rows.shape[0]} samples met a batch of {cond.shape[0]}.")
+        if len(scales) != cond.shape[0]:
+            raise ReadoutError(f"Per-sample CFG for {len(scales)} samples met a batch of {cond.shape[0]}.")
+        # Built per call (never an inference tensor captured from the node), so autograd can use it.
+        rows = torch.tensor(scales, device=cond.device, dtype=cond.dtype).reshape(-1, *[1] * (cond.ndim - 1))
         if previous is None:
-            return uncond + (cond - uncond) * rows.reshape(-1, *[1] * (cond.ndim - 1))
-        result = torch.empty_like(cond)
-        for value in torch.unique(scales).tolist():
-            picked = (scales == value).to(cond.device)
-            result[picked] = previous(dict(args, cond_scale=value))[picked]
-        return result
+            return uncond + (cond - uncond) * rows
+        outputs = {value: previous(dict(args, cond_scale=value)) for value in sorted(set(scales))}
+        return torch.stack([outputs[value][index] for index, value in enumerate(scales)])
 
     return cfg_function
 

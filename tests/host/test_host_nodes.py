@@ -76,7 +76,8 @@ def test_preview_shows_the_heads_readout(pack, world):
 
 
 def test_load_head_downloads_a_missing_published_head(pack, tmp_path, monkeypatch):
-    folder_paths.add_model_folder_path("readout_heads", str(tmp_path), is_default=True)
+    extensions = folder_paths.folder_names_and_paths["readout_heads"][1]
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "readout_heads", ([str(tmp_path)], extensions))
     loader = pack["ReadoutGuidance_LoadHead"]
     name = "readout_sdv15_spatial_depth.pt"
     assert name in loader.INPUT_TYPES()["required"]["head_name"][1]["options"]  # offered before it is local

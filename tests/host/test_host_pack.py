@@ -35,12 +35,13 @@ def test_pack_registers_its_node_and_heads_folder(pack):
     assert "tooltip" in spec[1]
 
 
-def test_load_head_node_reads_a_head_from_an_extra_folder(pack, tmp_path):
+def test_load_head_node_reads_a_head_from_an_extra_folder(pack, tmp_path, monkeypatch):
     dims = [128, 64]
     torch.save({"step": 1, "config": published_config(dims, output_channels=3, projection_dim=128, control_type="depth"),
                 "aggregation_network": published_state_dict(dims, projection_dim=128, output_channels=3)},
                tmp_path / "readout_sdv15_spatial_depth.pt")
-    folder_paths.add_model_folder_path("readout_heads", str(tmp_path))
+    paths, extensions = folder_paths.folder_names_and_paths["readout_heads"]
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "readout_heads", ([*paths, str(tmp_path)], extensions))
     assert "readout_sdv15_spatial_depth.pt" in folder_paths.get_filename_list("readout_heads")
     node = pack["ReadoutGuidance_LoadHead"]
     output = node.execute(head_name="readout_sdv15_spatial_depth.pt")
