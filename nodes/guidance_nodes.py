@@ -30,6 +30,16 @@ def guidance_setting_inputs(weight_name: str) -> list:
     ]
 
 
+def window_problem(start_percent: float | None, end_percent: float | None) -> bool | str:
+    """The guidance nodes' ``validate_inputs``: True, or why the window cannot work (checked before sampling)."""
+    if start_percent is None or end_percent is None:  # linked from another node: checked when it runs
+        return True
+    if start_percent > end_percent:
+        return (f"start_percent ({start_percent}) is after end_percent ({end_percent}); guidance would never act. "
+                "Use e.g. 0.0 → 0.5 (the released window).")
+    return True
+
+
 class SpatialTarget(io.ComfyNode):
     """A pose / depth / edge image as a guidance term for a spatial head."""
 
@@ -78,6 +88,10 @@ class ApplyReadoutGuidance(io.ComfyNode):
             ],
             outputs=[io.Model.Output(display_name="model", tooltip="The model with readout guidance.")],
         )
+
+    @classmethod
+    def validate_inputs(cls, start_percent: float | None = None, end_percent: float | None = None) -> bool | str:
+        return window_problem(start_percent, end_percent)
 
     @classmethod
     def execute(cls, model, terms, update_rule: str, weight: float, start_percent: float, end_percent: float,

@@ -10,7 +10,7 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io
 
-from readout_core import load_head
+from readout_core import HeadFileError, load_head
 from readout_core.download import download_head
 from readout_core.published_heads import find_published_head, published_head_names
 
@@ -50,15 +50,23 @@ class LoadReadoutHead(io.ComfyNode):
     def validate_inputs(cls, head_name: str) -> bool | str:
         if folder_paths.get_full_path(HEADS_FOLDER, head_name) or find_published_head(head_name):
             return True
-        folder = folder_paths.get_folder_paths(HEADS_FOLDER)[0]
-        return f"Readout head {head_name!r} not found. Put the file in {folder} and refresh the page (press R)."
+        return _not_found(head_name)
 
     @classmethod
     def execute(cls, head_name: str) -> io.NodeOutput:
         path = folder_paths.get_full_path(HEADS_FOLDER, head_name)
         if path is None:
+            if find_published_head(head_name) is None:
+                raise HeadFileError(_not_found(head_name))
             path = str(_download(head_name))
         return io.NodeOutput(load_head(path))
+
+
+def _not_found(head_name: str) -> str:
+    """Names that are neither in the heads folders nor published (paths outside the folder included)."""
+    folder = folder_paths.get_folder_paths(HEADS_FOLDER)[0]
+    return (f"Readout head {head_name!r} not found. Put the file in {folder} (sub-folders are fine; paths "
+            "outside it are not read) and refresh the page (press R).")
 
 
 def _download(head_name: str) -> os.PathLike[str]:

@@ -11,7 +11,7 @@ from readout_core.host_adapter.inversion import invert_latent
 from readout_core.host_adapter.reference_sampling import ReferenceRun, sample_with_reference
 from readout_core.presets import EDIT_STARTS, PRESET_NAMES
 
-from .guidance_nodes import guidance_setting_inputs
+from .guidance_nodes import guidance_setting_inputs, window_problem
 from .io_types import GuidanceTermsType
 
 
@@ -98,6 +98,10 @@ class ReadoutReferenceSampler(io.ComfyNode):
                 io.Latent.Output(display_name="reference", tooltip="The reference, regenerated or reconstructed."),
             ],
         )
+
+    @classmethod
+    def validate_inputs(cls, start_percent: float | None = None, end_percent: float | None = None) -> bool | str:
+        return window_problem(start_percent, end_percent)
 
     @classmethod
     def execute(cls, model, preset, seed, steps, cfg, reference_cfg, sampler_name, scheduler, positive, negative,

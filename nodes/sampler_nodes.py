@@ -10,7 +10,7 @@ from readout_core.guidance import GuidanceSettings
 from readout_core.host_adapter import HostGuidance, readout_of_latent
 from readout_core.preview import render_readout
 
-from .guidance_nodes import guidance_setting_inputs
+from .guidance_nodes import guidance_setting_inputs, window_problem
 from .io_types import GuidanceTermsType, ReadoutHeadType
 
 LATENT_TO_PIXELS = 8
@@ -45,6 +45,10 @@ class ReadoutGuidedKSampler(io.ComfyNode):
             ],
             outputs=[io.Latent.Output(display_name="LATENT", tooltip="The guided latent.")],
         )
+
+    @classmethod
+    def validate_inputs(cls, start_percent: float | None = None, end_percent: float | None = None) -> bool | str:
+        return window_problem(start_percent, end_percent)
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, terms,

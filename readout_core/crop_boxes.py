@@ -32,7 +32,7 @@ def parse_box(text: str) -> PixelBox | None:
 
 def box_from_mask(mask: torch.Tensor) -> PixelBox:
     """The bounding box of a MASK's (``[B, H, W]`` or ``[H, W]``, first image) pixels above 0.5."""
-    if mask.ndim == 3:
+    if mask.ndim == 3 and mask.shape[0] > 0:
         mask = mask[0]
     if mask.ndim != 2 or mask.numel() == 0:
         raise ReadoutError(f"The face mask must be a MASK [H, W] or [B, H, W], got shape {tuple(mask.shape)}.")

@@ -27,6 +27,8 @@ def spatial_target_from_image(image: torch.Tensor, info: HeadInfo) -> torch.Tens
         raise ReadoutError(f"Spatial Target expects an IMAGE [B, H, W, 3], got shape {tuple(image.shape)}.")
     if not torch.is_floating_point(image):
         raise ReadoutError(f"Spatial Target expects a float IMAGE in 0..1, got {image.dtype}.")
+    if not torch.isfinite(image).all():
+        raise ReadoutError("The control image contains NaN or infinite values; check the node that made it.")
     channels = image[..., :3] if image.shape[-1] != 1 else image.expand(*image.shape[:-1], 3)
     target = channels.movedim(-1, 1).float().clamp(0, 1)
     assert info.control_range is not None

@@ -111,6 +111,9 @@ def test_an_image_of_another_size_than_the_latent_is_refused():
         points.latent_points((64, 64))
 
 
+JSON_EXAMPLES, TEXT_EXAMPLES = 300, 200
+"""Examples per property (the README's reliability section quotes these counts)."""
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True) | st.text(max_size=5),
     lambda children: st.lists(children, max_size=5) | st.dictionaries(
@@ -120,7 +123,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=JSON_EXAMPLES, deadline=None)
 @given(value=json_values, width=st.integers(1, 4096), height=st.integers(1, 4096))
 def test_random_json_gives_points_or_a_points_error(value, width, height):
     try:
@@ -132,7 +135,7 @@ def test_random_json_gives_points_or_a_points_error(value, width, height):
     assert bool(inside.all())
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=TEXT_EXAMPLES, deadline=None)
 @given(text=st.text(max_size=40))
 def test_random_text_gives_points_or_a_points_error(text):
     try:
