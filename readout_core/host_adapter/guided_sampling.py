@@ -64,6 +64,7 @@ class HostGuidance:
         self.layout: DecoderLayout | None = None
         self.last_losses: list[float] = []
         self._records: list[_CapturedCall] | None = None
+        self._guided_only = False
         self._warned: set[str] = set()
         self._terms_by_device: dict[str, list] = {}
 
@@ -85,12 +86,43 @@ class HostGuidance:
     def _diffusion_model(self, executor: Callable, x, timesteps, context, y, control, transformer_options, **kwargs):
         if self._records is None:
             return executor(x, timesteps, context, y, control, transformer_options, **kwargs)
-        unet = executor.class_obj
-        with DecoderFeatureCapture(host_feature_modules(unet, self.layout)) as capture:
-            out = executor(x, timesteps, context, y, control, transformer_options, **kwargs)
         chunks = list(transformer_options.get("cond_or_uncond") or [COND])
+        args = (x, timesteps, context, y, control)
+        if self._guided_only and UNCOND in chunks and len(chunks) > 1 and x.shape[0] % len(chunks) == 0:
+            return self._split_chunks(executor, chunks, args, transformer_options, kwargs)
+        return self._captured(executor, chunks, args, transformer_options, kwargs)
+
+    def _captured(self, executor: Callable, chunks: list[int], args: tuple, transformer_options: dict, kwargs: dict):
+        """Run the U-Net with the decoder features of this call recorded for the loss."""
+        x, timesteps = args[0], args[1]
+        with DecoderFeatureCapture(host_feature_modules(executor.class_obj, self.layout)) as capture:
+            out = executor(*args, transformer_options, **kwargs)
         self._records.append(_CapturedCall(chunks, capture.collected(tuple(x.shape[-2:])), timesteps))
         return out
+
+    def _split_chunks(self, executor: Callable, chunks: list[int], args: tuple, transformer_options: dict,
+                      kwargs: dict):
+        """Gradient rule: only the unconditional chunk needs a graph, so the CFG batch is run
+        chunk by chunk and the others without gradients (half the backward pass)."""
+        batch = args[0].shape[0]
+        size = batch // len(chunks)
+        uuids = transformer_options.get("uuids")
+        outputs = []
+        for index, label in enumerate(chunks):
+            part = slice(index * size, (index + 1) * size)
+            options = dict(transformer_options, cond_or_uncond=[label])
+            if isinstance(uuids, list) and len(uuids) == len(chunks):
+                options["uuids"] = [uuids[index]]
+            if torch.is_tensor(options.get("sigmas")):
+                options["sigmas"] = _batch_part(options["sigmas"], part, batch)
+            chunk_args = _batch_part(args, part, batch)
+            chunk_kwargs = _batch_part(kwargs, part, batch)
+            if label == UNCOND:
+                outputs.append(self._captured(executor, [label], chunk_args, options, chunk_kwargs))
+            else:
+                with torch.no_grad():
+                    outputs.append(executor(*chunk_args, options, **chunk_kwargs))
+        return torch.cat(outputs)
 
     def _predict_noise(self, executor: Callable, x, sigma, model_options, seed):
         guider = executor.class_obj
@@ -151,6 +183,7 @@ class HostGuidance:
         with torch.inference_mode(False), torch.enable_grad():
             x_in = x.detach().clone().requires_grad_(True)
             self._records = []
+            self._guided_only = branches == "guided"
             try:
                 with checkpointed_layers(model.diffusion_model, self.settings.gradient_checkpointing):
                     denoised = executor(x_in, sigma.clone(), model_options, seed)
@@ -208,6 +241,17 @@ class HostGuidance:
         if key not in self._warned:
             self._warned.add(key)
             LOG.warning(message)
+
+
+def _batch_part(value: Any, part: slice, batch: int) -> Any:
+    """``value`` with every tensor whose first dimension is ``batch`` cut to ``part`` (nested lists / dicts too)."""
+    if torch.is_tensor(value):
+        return value[part] if value.ndim > 0 and value.shape[0] == batch else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_batch_part(item, part, batch) for item in value)
+    if isinstance(value, dict):
+        return {key: _batch_part(item, part, batch) for key, item in value.items()}
+    return value
 
 
 def _reserve_backward_memory(executor: Callable, model, noise_shape, conds, *args, **kwargs):

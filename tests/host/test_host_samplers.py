@@ -190,3 +190,35 @@ def test_gradient_checkpointing_gives_the_same_guidance_and_leaves_no_trace(pack
         assert ((plain - checkpointed).abs() > 1e-3 * plain.abs().max()).float().mean() < 0.01
     unet = setup["model"].model.diffusion_model
     assert not any("forward" in m.__dict__ for m in unet.modules())
+
+
+def test_gradient_rule_runs_only_the_guided_chunk_with_a_graph(pack, setup, monkeypatch):
+    """The CFG batch is split so the conditional chunk runs without gradients; the result is
+    the one a whole-batch graph gives."""
+    from readout_core.host_adapter import HostGuidance
+
+    grad_calls = []
+    original = HostGuidance._captured
+
+    def counting(self, executor, chunks, args, options, kwargs):
+        grad_calls.append((list(chunks), args[0].shape[0], torch.is_grad_enabled()))
+        return original(self, executor, chunks, args, options, kwargs)
+
+    def guided():
+        with torch.inference_mode():
+            (model,) = run_node(pack["ReadoutGuidance_Apply"], model=setup["model"], terms=setup["terms"],
+                                update_rule="gradient", weight=5.0, start_percent=0.0, end_percent=0.8,
+                                recurrent_steps=1)
+        return ksampler(model, setup, batch=2)
+
+    monkeypatch.setattr(HostGuidance, "_captured", counting)
+    split = guided()
+    assert grad_calls and all(chunks == [1] and size == 2 and grad for chunks, size, grad in grad_calls)
+    monkeypatch.setattr(HostGuidance, "_split_chunks", lambda self, executor, chunks, args, options, kwargs:
+                        original(self, executor, chunks, args, options, kwargs))
+    whole = guided()
+    unguided = ksampler(setup["model"], setup, batch=2)
+    difference = ((split - whole).norm() / whole.norm()).item()
+    moved = ((whole - unguided).norm() / whole.norm()).item()
+    print(f"split vs whole-batch graph: {difference:.1e} relative (guidance moved the result by {moved:.1e})")
+    assert difference < 1e-4 and moved > 100 * difference
