@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from readout_core.crop_boxes import box_from_mask, parse_box
 from readout_core.drag_points import PointsError, parse_drag_points, read_point_pairs
@@ -68,7 +68,9 @@ class DragPoints(io.ComfyNode):
             show_text_under_node(note)
         if len(parsed) == 0:
             raise PointsError(f"All drag points are outside the {width}×{height} image; draw them on this image.")
-        return io.NodeOutput(parsed)
+        # The image goes to the canvas under its own key, so the node shows no extra preview.
+        shown = ui.PreviewImage(image[:1], cls=cls).as_dict()["images"]
+        return io.NodeOutput(parsed, ui={"drag_image": shown})
 
 
 class DragGuidance(io.ComfyNode):
