@@ -27,6 +27,9 @@ def guidance_setting_inputs(weight_name: str) -> list:
         io.Boolean.Input("gradient_checkpointing", default=False, optional=True,
                          tooltip="Recompute the U-Net's activations in the backward pass instead of keeping "
                          "them: much less memory (SDXL at 1024 px), somewhat slower."),
+        io.Int.Input("guide_every", default=1, min=1, max=50, optional=True,
+                     tooltip="Guide only every k-th step inside the window: 2 halves the extra cost, guidance "
+                     "gets weaker (raise the weight a little)."),
     ]
 
 
@@ -95,10 +98,10 @@ class ApplyReadoutGuidance(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, terms, update_rule: str, weight: float, start_percent: float, end_percent: float,
-                recurrent_steps: int, gradient_checkpointing: bool = False) -> io.NodeOutput:
+                recurrent_steps: int, gradient_checkpointing: bool = False, guide_every: int = 1) -> io.NodeOutput:
         settings = GuidanceSettings(rule=update_rule, weight=weight, start_percent=start_percent,
                                     end_percent=end_percent, recurrent_steps=recurrent_steps, terms=list(terms),
-                                    gradient_checkpointing=gradient_checkpointing)
+                                    gradient_checkpointing=gradient_checkpointing, guide_every=guide_every)
         patched = model.clone()
         HostGuidance(settings).install(patched)
         return io.NodeOutput(patched)

@@ -106,10 +106,10 @@ class ReadoutReferenceSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, preset, seed, steps, cfg, reference_cfg, sampler_name, scheduler, positive, negative,
                 latent_image, terms, edit_start, variations, variation_seed, update_rule, guidance_weight,
-                start_percent, end_percent, gradient_checkpointing=False, recurrent_steps=1) -> io.NodeOutput:
+                start_percent, end_percent, gradient_checkpointing=False, guide_every=1, recurrent_steps=1) -> io.NodeOutput:
         settings = GuidanceSettings(rule=update_rule, weight=guidance_weight, start_percent=start_percent,
                                     end_percent=end_percent, recurrent_steps=recurrent_steps, terms=list(terms),
-                                    gradient_checkpointing=gradient_checkpointing,
+                                    gradient_checkpointing=gradient_checkpointing, guide_every=guide_every,
                                     reference_of=reference_layout(variations))
         run = ReferenceRun(seed=seed, steps=steps, cfg=cfg, reference_cfg=reference_cfg, sampler_name=sampler_name,
                            scheduler=scheduler, edits=variations, edits_from_reference=edit_start == EDIT_STARTS[0],

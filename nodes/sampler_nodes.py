@@ -53,12 +53,12 @@ class ReadoutGuidedKSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, terms,
                 update_rule, guidance_weight, start_percent, end_percent, denoise=1.0,
-                gradient_checkpointing=False) -> io.NodeOutput:
+                gradient_checkpointing=False, guide_every=1) -> io.NodeOutput:
         import nodes as host_nodes  # the host's nodes.py: its common_ksampler is KSampler's own path
 
         settings = GuidanceSettings(rule=update_rule, weight=guidance_weight, start_percent=start_percent,
                                     end_percent=end_percent, terms=list(terms),
-                                    gradient_checkpointing=gradient_checkpointing)
+                                    gradient_checkpointing=gradient_checkpointing, guide_every=guide_every)
         guided = model.clone()
         HostGuidance(settings).install(guided)
         return io.NodeOutput(*host_nodes.common_ksampler(guided, seed, steps, cfg, sampler_name, scheduler,

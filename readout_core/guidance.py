@@ -263,6 +263,7 @@ class GuidanceSettings:
         recurrent_steps: optimiser steps per timestep (official rule).
         gradient_checkpointing: recompute U-Net activations in the backward pass
             instead of keeping them (less memory, more time).
+        guide_every: guide only every k-th sampling step inside the window (1 = all).
         reference_of: the batch layout when references are sampled side by side
             (see `guidance_loss`); None: every sample is guided on its own.
     """
@@ -275,6 +276,7 @@ class GuidanceSettings:
     terms: list[AnyTerm] = field(default_factory=list)
     gradient_checkpointing: bool = False
     reference_of: tuple[int | None, ...] | None = None
+    guide_every: int = 1
 
     def __post_init__(self) -> None:
         if self.rule not in UPDATE_RULES:
@@ -285,6 +287,8 @@ class GuidanceSettings:
             )
         if self.recurrent_steps < 1:
             raise ReadoutError(f"recurrent_steps must be at least 1, got {self.recurrent_steps}.")
+        if self.guide_every < 1:
+            raise ReadoutError(f"guide_every must be at least 1 (every step), got {self.guide_every}.")
         if not self.terms:
             raise ReadoutError("Readout guidance needs at least one guidance term (a head with its target).")
         reference_of = self.reference_of

@@ -117,6 +117,8 @@ def test_reference_terms_need_a_reference_layout():
     with pytest.raises(ReadoutError, match="not a reference sample"):
         guidance_loss([AppearanceTerm(head)], [features], emb, latent, (None, 2, 0))
     GuidanceSettings(terms=[AppearanceTerm(head)], reference_of=reference_layout(3))
+    with pytest.raises(ReadoutError, match="guide_every must be at least 1"):
+        GuidanceSettings(terms=[AppearanceTerm(head)], reference_of=reference_layout(1), guide_every=0)
 
 
 def test_terms_check_their_heads():

@@ -127,7 +127,7 @@ class HostGuidance:
     def _predict_noise(self, executor: Callable, x, sigma, model_options, seed):
         guider = executor.class_obj
         model = guider.inner_model
-        if not self._active(model, sigma):
+        if not self._active(model, sigma, model_options):
             return executor(x, sigma, model_options, seed)
         import comfy.model_management
 
@@ -230,12 +230,14 @@ class HostGuidance:
             self._terms_by_device[key] = [replace(t, head=head_on(t.head, device)) for t in self.settings.terms]
         return self._terms_by_device[key]
 
-    def _active(self, model: Any, sigma: torch.Tensor) -> bool:
+    def _active(self, model: Any, sigma: torch.Tensor, model_options: dict) -> bool:
         sampling = model.model_sampling
         high = sampling.percent_to_sigma(self.settings.start_percent)
         low = sampling.percent_to_sigma(self.settings.end_percent)
         value = float(sigma.reshape(-1)[0])
-        return low <= value <= high and value > 0
+        if not (low <= value <= high and value > 0):
+            return False
+        return _step_index(value, model_options) % self.settings.guide_every == 0
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -282,6 +284,15 @@ def _vp_scale(model: Any, sigma: torch.Tensor, ndim: int) -> torch.Tensor:
     sigma_data = float(getattr(model.model_sampling, "sigma_data", 1.0))
     scale = (sigma.float() ** 2 + sigma_data**2).sqrt()
     return scale.reshape(-1, *[1] * (ndim - 1))
+
+
+def _step_index(sigma: float, model_options: dict) -> int:
+    """The index of the schedule level at or just above ``sigma`` (0 without a schedule):
+    evaluations between two levels count with the higher one."""
+    schedule = (model_options.get("transformer_options") or {}).get("sample_sigmas")
+    if schedule is None:
+        return 0
+    return max(0, sum(1 for s in schedule if float(s) >= sigma * (1 - 1e-5)) - 1)
 
 
 def _next_sigma(sigma: torch.Tensor, model_options: dict) -> torch.Tensor:

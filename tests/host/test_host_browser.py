@@ -165,3 +165,41 @@ def test_points_survive_save_and_reload_of_the_workflow(page):
                                        {showMissingModelsDialog: false, showMissingNodesDialog: false});
     }""")
     assert drag_node_state(page)["points"] == before
+
+
+def test_copied_and_pasted_node_keeps_its_points(page):
+    page = page["page"]
+    pasted = page.evaluate("""() => {
+        const canvas = window.app.canvas;
+        const node = window.app.graph._nodes.find((n) => n.type === "ReadoutGuidance_DragPoints");
+        canvas.selectNodes ? canvas.selectNodes([node]) : canvas.selectNode(node);
+        canvas.copyToClipboard();
+        canvas.pasteFromClipboard();
+        const copies = window.app.graph._nodes.filter((n) => n.type === "ReadoutGuidance_DragPoints");
+        const copy = copies.find((n) => n.id !== node.id);
+        return {
+            original: node.widgets.find((w) => w.name === "points").value,
+            copy: copy?.widgets.find((w) => w.name === "points").value,
+            canvasPairs: copy?.readoutDragCanvas?.history.pairs.length,
+        };
+    }""")
+    assert pasted["copy"] == pasted["original"]
+    assert pasted["canvasPairs"] == len(json.loads(pasted["original"])["pairs"])
+
+
+def test_choosing_a_preset_fills_the_sampler_and_numbers_stay_editable(page):
+    page = page["page"]
+    values = page.evaluate("""async () => {
+        const node = window.app.graph._nodes.find((n) => n.type === "ReadoutGuidance_ReferenceSampler");
+        const widget = (name) => node.widgets.find((w) => w.name === name);
+        widget("cfg").value = 2.0;
+        widget("preset").value = "drag: generated image (SDXL)";
+        await widget("preset").callback(widget("preset").value);
+        const filled = Object.fromEntries(["steps", "cfg", "reference_cfg", "sampler_name", "scheduler",
+                                           "end_percent", "edit_start"].map((n) => [n, widget(n).value]));
+        widget("cfg").value = 5.0;  // still editable after a preset
+        return {filled, edited: widget("cfg").value, preset: widget("preset").value};
+    }""")
+    assert values["filled"] == {"steps": 100, "cfg": 7.5, "reference_cfg": 7.5, "sampler_name": "ddim",
+                                "scheduler": "ddim_uniform", "end_percent": 0.5, "edit_start": "reference noise (drag)"}
+    assert values["edited"] == 5.0 and values["preset"] == "drag: generated image (SDXL)"

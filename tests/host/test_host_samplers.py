@@ -222,3 +222,30 @@ def test_gradient_rule_runs_only_the_guided_chunk_with_a_graph(pack, setup, monk
     moved = ((whole - unguided).norm() / whole.norm()).item()
     print(f"split vs whole-batch graph: {difference:.1e} relative (guidance moved the result by {moved:.1e})")
     assert difference < 1e-4 and moved > 100 * difference
+
+
+@pytest.mark.parametrize("sampler_name, every, expected", [("euler", 1, [0, 1, 2, 3, 4]), ("euler", 2, [0, 2, 4]),
+                                                           ("heun", 3, [0, 3, 3])])
+def test_guide_every_kth_step(pack, setup, monkeypatch, sampler_name, every, expected):
+    """Guidance acts at every k-th noise level of the schedule inside the window. Heun evaluates
+    at each step's start and end: the end is the next schedule level, so it counts with the
+    next step (step 0's start, step 2's end and step 3's start are level 0 and 3)."""
+    from readout_core.host_adapter import HostGuidance
+    from readout_core.host_adapter.guided_sampling import _step_index
+
+    guided_steps = []
+    original = HostGuidance._loss_gradient
+
+    def counting(self, executor, x, sigma, model_options, *rest):
+        guided_steps.append(_step_index(float(sigma.reshape(-1)[0]), model_options))
+        return original(self, executor, x, sigma, model_options, *rest)
+
+    monkeypatch.setattr(HostGuidance, "_loss_gradient", counting)
+    with torch.inference_mode():
+        (model,) = run_node(pack["ReadoutGuidance_Apply"], model=setup["model"], terms=setup["terms"],
+                            update_rule="gradient", weight=5.0, start_percent=0.0, end_percent=0.8,
+                            recurrent_steps=1, guide_every=every)
+        run_node(nodes.KSampler, model=model, seed=11, steps=6, cfg=3.0, sampler_name=sampler_name,
+                 scheduler="normal", positive=setup["positive"], negative=setup["negative"], latent_image=latent(),
+                 denoise=1.0)
+    assert guided_steps == expected
