@@ -42,7 +42,7 @@ class DragCanvas {
     this.keys.readOnly = true;
     this.keys.setAttribute("aria-label", "Drag points keyboard: Delete removes the selected arrow, Ctrl+Z undoes");
     Object.assign(this.keys.style, { position: "absolute", width: "1px", height: "1px", opacity: "0", pointerEvents: "none" });
-    Object.assign(this.canvas.style, { flex: "1 1 auto", minHeight: "120px", width: "100%", background: "#222", borderRadius: "4px", cursor: "crosshair", outline: "none" });
+    Object.assign(this.canvas.style, { flex: "1 1 auto", minHeight: "120px", width: "100%", background: "#222", borderRadius: "4px", cursor: "crosshair", outline: "none", touchAction: "none" });
     const bar = document.createElement("div");
     Object.assign(bar.style, { display: "flex", gap: "6px", alignItems: "center", fontSize: "11px", color: "#bbb" });
     this.status = document.createElement("span");
@@ -55,6 +55,8 @@ class DragCanvas {
     this.element.append(this.keys, this.canvas, bar);
 
     this.canvas.addEventListener("pointerdown", (e) => this.onDown(e));
+    // Keep keyboard focus on the arrows' input (a mousedown would move it); mouseup still fires.
+    this.canvas.addEventListener("mousedown", (e) => e.preventDefault());
     this.canvas.addEventListener("pointermove", (e) => this.onMove(e));
     this.canvas.addEventListener("pointerup", (e) => this.onUp(e));
     this.canvas.addEventListener("pointerleave", () => { this.pointer = null; this.draw(); });
@@ -129,7 +131,7 @@ class DragCanvas {
     this.keys.focus({ preventScroll: true });
     const point = this.toImage(event);
     if (!point) return;
-    event.preventDefault();
+    // No preventDefault: the mouseup that follows lets the frontend record the change for graph undo.
     event.stopPropagation();
     this.canvas.setPointerCapture?.(event.pointerId);
     const radius = HIT_RADIUS_PX / (this.rect().scale || 1);
