@@ -234,8 +234,7 @@ def guidance_loss(
 def check_pairing(terms: Sequence[AnyTerm], reference_of: Sequence[int | None] | None, batch: int) -> list:
     """``reference_of`` checked against the batch (every sample guided, paired to itself, when None)."""
     if reference_of is None:
-        needing = sorted({type(t).__name__ for t in terms if t.needs_reference})
-        if needing:
+        if any(term.needs_reference for term in terms):
             raise ReadoutError(
                 "Appearance and drag guidance compare each sample with a reference generated side by side; "
                 "sample with the Readout Reference Sampler instead of a plain KSampler."

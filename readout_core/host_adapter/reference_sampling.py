@@ -18,7 +18,7 @@ import torch
 
 from ..drag_points import LATENT_FACTOR, check_image_fits_latent
 from ..errors import ReadoutError
-from ..guidance import GuidanceSettings
+from ..guidance import GuidanceSettings, reference_layout
 from .guided_sampling import HostGuidance
 from .inversion import inversion_record
 
@@ -33,7 +33,6 @@ class ReferenceRun:
         seed: noise seed of a generated reference (unused for an inverted latent).
         steps, cfg, sampler_name, scheduler, denoise: as KSampler's; ``cfg`` is the edits'.
         reference_cfg: CFG of the reference (released: 1.0 reconstructing a real image).
-        edits: how many guided samples.
         edits_from_reference: start the edits from the reference's noise (drag) instead of new noise.
         variation_seed: noise seed of the edits when they start from new noise.
     """
@@ -45,14 +44,16 @@ class ReferenceRun:
     sampler_name: str
     scheduler: str
     denoise: float = 1.0
-    edits: int = 1
     edits_from_reference: bool = True
     variation_seed: int = 1
 
 
 def sample_with_reference(patcher: Any, settings: GuidanceSettings, run: ReferenceRun, positive: list,
                           negative: list, latent: dict) -> tuple[dict, dict]:
-    """Sample ``[reference, edits]`` with guidance on the edits; return (edits LATENT, reference LATENT)."""
+    """Sample ``[reference, edits]`` with guidance on the edits; return (edits LATENT, reference LATENT).
+
+    How many edits is read from ``settings.reference_of``, which must be `reference_layout`'s.
+    """
     import comfy.sample
     import comfy.samplers
     import comfy.utils
@@ -61,8 +62,7 @@ def sample_with_reference(patcher: Any, settings: GuidanceSettings, run: Referen
     if samples.shape[0] != 1:
         raise ReadoutError(f"The reference latent must be one image (batch 1), got a batch of {samples.shape[0]}. "
                            "Use Latent From Batch to pick one.")
-    if run.edits < 1:
-        raise ReadoutError(f"Ask for at least one edited sample, got {run.edits}.")
+    edits = _edit_count(settings)
     check_terms_fit_latent(settings, tuple(samples.shape[-2:]))
     record = inversion_record(latent)
     if record is not None:
@@ -71,11 +71,11 @@ def sample_with_reference(patcher: Any, settings: GuidanceSettings, run: Referen
     else:
         reference_noise = comfy.sample.prepare_noise(samples, run.seed)
     if run.edits_from_reference:
-        edit_latent = samples.repeat(run.edits, 1, 1, 1)
-        edit_noise = reference_noise.repeat(run.edits, 1, 1, 1)
+        edit_latent = samples.repeat(edits, 1, 1, 1)
+        edit_noise = reference_noise.repeat(edits, 1, 1, 1)
     else:
         base = torch.zeros_like(samples) if record is not None else samples
-        edit_latent = base.repeat(run.edits, 1, 1, 1)
+        edit_latent = base.repeat(edits, 1, 1, 1)
         edit_noise = comfy.sample.prepare_noise(edit_latent, run.variation_seed)
     batch_latent = torch.cat([samples, edit_latent])
     noise = torch.cat([reference_noise, edit_noise])
@@ -83,7 +83,7 @@ def sample_with_reference(patcher: Any, settings: GuidanceSettings, run: Referen
     guided = patcher.clone()
     HostGuidance(settings).install(guided)
     if run.reference_cfg != run.cfg:
-        scales = [run.reference_cfg] + [run.cfg] * run.edits
+        scales = [run.reference_cfg] + [run.cfg] * edits
         previous = guided.model_options.get("sampler_cfg_function")
         guided.set_model_sampler_cfg_function(per_sample_cfg(scales, previous), disable_cfg1_optimization=True)
     callback = _preview_callback(guided, run.steps)
@@ -129,6 +129,14 @@ def check_terms_fit_latent(settings: GuidanceSettings, latent_size: tuple[int, i
                     f"The {name.replace('_', ' ')} {tuple(box)} (x0, y0, x1, y1) is not inside the {width}×{height} "
                     "image; give a box inside the image with x0 < x1 and y0 < y1."
                 )
+
+
+def _edit_count(settings: GuidanceSettings) -> int:
+    """The number of edits in ``settings.reference_of`` (``[reference, edit 1, ..., edit n]``)."""
+    layout = settings.reference_of
+    if layout is None or len(layout) < 2 or tuple(layout) != reference_layout(len(layout) - 1):
+        raise ReadoutError(f"Reference sampling needs the layout [reference, edits...], got {layout}.")
+    return len(layout) - 1
 
 
 def _check_schedule(patcher: Any, run: ReferenceRun, record: dict) -> None:
