@@ -1,69 +1,167 @@
-"""Training a spatial readout head on extracted U-Net features (released recipe §6.1).
+"""Training readout heads on extracted U-Net features (released recipes, reference §6).
 
-The features are extracted once (by the host adapter inside ComfyUI, or diffusers from
-the command line) and handed over as a `FeatureSet`; training then needs only the head:
-AdamW (weight decay 0), MSE or the sparse re-weighting against targets in the head's
-control range, a fixed seed, a held-out validation split, and checkpoints that resume to
-exactly the result of an uninterrupted run.
+A *task* turns a batch of example ids into a loss: `SpatialTask` (MSE or the sparse
+re-weighting against controls), `AppearanceTask` (triplet hinge with hard negatives;
+identity heads use it on faces) and `CorrespondenceTask` (symmetric cross-entropy over
+matched points). `train_head` runs any task the same way: AdamW (weight decay 0) on an
+fp32 head, a fixed seed, a held-out validation split, and atomic checkpoints that resume
+to exactly the result of an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
 
 from .errors import ReadoutError
+from .feature_sets import FeatureSet
 from .head_files import save_head
+from .head_info import HeadInfo
 from .heads import ReadoutHead
-from .losses import sparse_mse_loss
+from .losses import sparse_mse_loss, symmetric_correspondence_loss, triplet_hinge_loss
 
-CHECKPOINT_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class FeatureSet:
-    """Extracted training examples.
-
-    Attributes:
-        features: ``[N, sum(dims), h, w]`` decoder features at latent resolution.
-        emb: ``[N, E]`` the U-Net's timestep embedding of each example's noise level.
-        targets: ``[N, K, H, W]`` controls in the head's control range (resized to ``h, w``
-            with nearest sampling, as released).
-    """
-
-    features: torch.Tensor
-    emb: torch.Tensor
-    targets: torch.Tensor
-
-    def __post_init__(self) -> None:
-        count = self.features.shape[0]
-        if count == 0 or self.emb.shape[0] != count or self.targets.shape[0] != count:
-            raise ReadoutError(
-                f"Training needs the same number (> 0) of features, embeddings and targets; got "
-                f"{self.features.shape[0]}, {self.emb.shape[0]} and {self.targets.shape[0]}."
-            )
-
-    def __len__(self) -> int:
-        return int(self.features.shape[0])
+CHECKPOINT_FORMAT = 2
+CHECKPOINT_NAME = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
-class SpatialTrainingConfig:
-    """Released spatial recipe: lr 1e-3, batch 8, 5k steps (fewer suit small datasets)."""
+class TrainingConfig:
+    """Optimiser and bookkeeping settings; `RECIPES` holds the released ones per kind."""
 
     steps: int = 5000
     batch_size: int = 8
     lr: float = 1e-3
     seed: int = 0
     validation_fraction: float = 0.1
-    sparse: bool = False
     checkpoint_every: int = 500
     validate_every: int = 100
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise ReadoutError(f"steps and batch_size must be ≥ 1 and lr > 0; got {self.steps}, {self.batch_size}, "
+                               f"{self.lr}.")
+        if not 0 <= self.validation_fraction < 1 or self.checkpoint_every < 1 or self.validate_every < 1:
+            raise ReadoutError("validation_fraction must be in [0, 1); checkpoint_every and validate_every ≥ 1.")
+
+
+RECIPES = {
+    "spatial": TrainingConfig(steps=5000, batch_size=8, lr=1e-3),
+    "appearance": TrainingConfig(steps=1000, batch_size=1, lr=1e-4),
+    "identity": TrainingConfig(steps=1000, batch_size=1, lr=1e-4),
+    "correspondence": TrainingConfig(steps=10000, batch_size=1, lr=1e-3),
+}
+"""Released recipes: spatial lr 1e-3 / batch 8 / 5k steps; appearance (and identity)
+lr 1e-4 / 1k steps on single triplets; correspondence lr 1e-3 / 10k steps."""
+
+
+class Task(Protocol):
+    """What `train_head` trains on."""
+
+    kind: str
+
+    def __len__(self) -> int: ...
+
+    def check(self, head: ReadoutHead) -> None: ...
+
+    def loss(self, head: ReadoutHead, ids: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class SpatialTask:
+    """Examples ``i`` with features ``data[i]`` and controls ``targets[i]`` (``[N, K, H, W]``
+    in the head's control range); ``sparse`` re-weights background vs foreground."""
+
+    data: FeatureSet
+    targets: torch.Tensor
+    sparse: bool = False
+    kind = "spatial"
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def check(self, head: ReadoutHead) -> None:
+        info = head.info
+        if info.kind not in ("spatial", "keypoint") or info.control_range is None:
+            raise ReadoutError(f"A spatial task trains spatial heads; this is a {info.kind} head.")
+        if self.targets.shape[0] != len(self.data):
+            raise ReadoutError(f"{self.targets.shape[0]} controls for {len(self.data)} images; give one control "
+                               "per image.")
+        if self.targets.shape[1] != info.output_channels:
+            raise ReadoutError(f"Targets have {self.targets.shape[1]} channels, the head outputs "
+                               f"{info.output_channels}.")
+
+    def loss(self, head: ReadoutHead, ids: torch.Tensor) -> torch.Tensor:
+        prediction = head(self.data.features(ids), self.data.emb[ids].float())
+        target = self.targets[ids].float()
+        if tuple(target.shape[-2:]) != tuple(prediction.shape[-2:]):
+            target = F.interpolate(target, size=prediction.shape[-2:], mode="nearest")
+        if self.sparse:
+            return sparse_mse_loss(prediction, target, float(head.info.control_range[0]))
+        return F.mse_loss(prediction, target)
+
+
+@dataclass(frozen=True)
+class AppearanceTask:
+    """Triplets: entries ``3i, 3i+1, 3i+2`` of ``data`` are anchor, positive (same subject)
+    and hard negative (an SDEdit of the anchor), all at one noise level."""
+
+    data: FeatureSet
+    margin: float = 0.5
+    kind = "appearance"
+
+    def __len__(self) -> int:
+        return len(self.data) // 3
+
+    def check(self, head: ReadoutHead) -> None:
+        if head.info.kind not in ("appearance", "identity"):
+            raise ReadoutError(f"Appearance training trains appearance or identity heads; this is a {head.info.kind} "
+                               "head.")
+        if len(self.data) % 3 or not len(self):
+            raise ReadoutError(f"Appearance training needs whole triplets; got {len(self.data)} feature entries.")
+
+    def loss(self, head: ReadoutHead, ids: torch.Tensor) -> torch.Tensor:
+        entries = (3 * ids[:, None] + torch.arange(3)).reshape(-1)
+        readout = head(self.data.features(entries), self.data.emb[entries].float())
+        anchor, positive, negative = readout.reshape(len(ids), 3, *readout.shape[1:]).unbind(1)
+        return triplet_hinge_loss(anchor, positive, negative, self.margin)
+
+
+@dataclass(frozen=True)
+class CorrespondenceTask:
+    """Pairs: entries ``2i, 2i+1`` of ``data`` are two views; ``points[i]`` is ``[K, 4]``
+    matches ``(y_a, x_a, y_b, x_b)`` in latent pixels. Trained without the timestep
+    embedding, as the head is used in drag guidance."""
+
+    data: FeatureSet
+    points: tuple[torch.Tensor, ...]
+    temperature: float = 0.07
+    kind = "correspondence"
+
+    def __len__(self) -> int:
+        return len(self.data) // 2
+
+    def check(self, head: ReadoutHead) -> None:
+        if head.info.kind != "correspondence":
+            raise ReadoutError(f"Correspondence training trains correspondence heads; this is a {head.info.kind} head.")
+        if len(self.data) != 2 * len(self.points) or not self.points:
+            raise ReadoutError(f"{len(self.points)} point lists for {len(self.data)} feature entries; give one list "
+                               "per image pair.")
+        empty = [i for i, p in enumerate(self.points) if p.numel() == 0]
+        if empty:
+            raise ReadoutError(f"Image pairs {empty[:5]} have no point matches; every pair needs at least one.")
+
+    def loss(self, head: ReadoutHead, ids: torch.Tensor) -> torch.Tensor:
+        entries = (2 * ids[:, None] + torch.arange(2)).reshape(-1)
+        readout = head(self.data.features(entries), None)
+        losses = [symmetric_correspondence_loss(readout[2 * j], readout[2 * j + 1], self.points[int(i)][:, :2],
+                                                self.points[int(i)][:, 2:], self.temperature)
+                  for j, i in enumerate(ids)]
+        return torch.stack(losses).mean()
 
 
 @dataclass
@@ -74,7 +172,12 @@ class TrainingState:
     head: ReadoutHead
     optimizer: torch.optim.Optimizer
     generator: torch.Generator
-    history: list[dict]
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def validation_loss(self) -> float | None:
+        """The last validation loss measured, if any."""
+        return next((r["validation_loss"] for r in reversed(self.history) if "validation_loss" in r), None)
 
 
 def split_indices(count: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,88 +187,104 @@ def split_indices(count: int, fraction: float, seed: int) -> tuple[torch.Tensor,
     return order[held:], order[:held]
 
 
-def train_spatial_head(
+def train_head(
     head: ReadoutHead,
-    data: FeatureSet,
-    config: SpatialTrainingConfig,
+    task: Task,
+    config: TrainingConfig,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     progress: Callable[[dict], None] | None = None,
 ) -> TrainingState:
-    """Train ``head`` on ``data``; with ``checkpoint_dir``, write ``checkpoint.pt`` every
-    ``checkpoint_every`` steps and, with ``resume``, continue from the one there."""
-    info = head.info
-    if info.kind != "spatial" or info.control_range is None:
-        raise ReadoutError(f"train_spatial_head trains spatial heads; this is a {info.kind} head.")
-    if data.targets.shape[1] != info.output_channels:
-        raise ReadoutError(f"Targets have {data.targets.shape[1]} channels, the head outputs {info.output_channels}.")
-    train_ids, val_ids = split_indices(len(data), config.validation_fraction, config.seed)
-    state = _start(head, config, checkpoint_dir, resume)
-    background = float(info.control_range[0])
+    """Train ``head`` (in fp32) on ``task``.
+
+    With ``checkpoint_dir``, ``checkpoint.pt`` is written every ``checkpoint_every``
+    steps and at the end; with ``resume`` the run continues from it (same settings
+    required). ``progress`` gets ``{"step", "loss"[, "validation_loss"]}`` every
+    ``validate_every`` steps and at the end.
+    """
+    task.check(head)
+    head.float()
+    train_ids, val_ids = split_indices(len(task), config.validation_fraction, config.seed)
+    state = _start(head, task.kind, config, checkpoint_dir, resume)
     head.train()
     while state.step < config.steps:
         batch = train_ids[torch.randint(len(train_ids), (config.batch_size,), generator=state.generator)]
-        loss = _batch_loss(head, data, batch, config.sparse, background)
+        loss = _finite(task.loss(head, batch))
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()
         state.step += 1
+        record = None
         if state.step % config.validate_every == 0 or state.step == config.steps:
             record = {"step": state.step, "loss": float(loss.detach())}
             if val_ids.numel():
-                record["validation_loss"] = validation_loss(head, data, val_ids, config.sparse, background)
+                record["validation_loss"] = validation_loss(head, task, val_ids)
             state.history.append(record)
-            if progress is not None:
-                progress(record)
         if checkpoint_dir is not None and (state.step % config.checkpoint_every == 0 or state.step == config.steps):
-            save_checkpoint(state, config, Path(checkpoint_dir) / "checkpoint.pt")
+            save_checkpoint(state, task.kind, config, Path(checkpoint_dir) / CHECKPOINT_NAME)
+        if record is not None and progress is not None:
+            progress(record)  # after the checkpoint: a progress hook that interrupts loses nothing
     head.eval()
     return state
 
 
-def validation_loss(head: ReadoutHead, data: FeatureSet, ids: torch.Tensor, sparse: bool, background: float) -> float:
-    """Mean loss over the validation examples, without gradients."""
+def validation_loss(head: ReadoutHead, task: Task, ids: torch.Tensor) -> float:
+    """Mean loss over the validation items, without gradients."""
     was_training = head.training
     head.eval()
     with torch.no_grad():
-        losses = [float(_batch_loss(head, data, ids[i:i + 8], sparse, background)) * len(ids[i:i + 8])
-                  for i in range(0, len(ids), 8)]
+        total = sum(float(task.loss(head, ids[i:i + 8])) * len(ids[i:i + 8]) for i in range(0, len(ids), 8))
     head.train(was_training)
-    return sum(losses) / len(ids)
+    return total / len(ids)
 
 
-def save_trained_head(state: TrainingState, config: SpatialTrainingConfig, data: FeatureSet, path: str | Path,
-                      control_type: str | None = None) -> Path:
-    """The trained head as a ``.safetensors`` the loader reads, with its training facts."""
-    last = next((r["validation_loss"] for r in reversed(state.history) if "validation_loss" in r), None)
-    training = {**asdict(config), "trained_steps": state.step, "dataset_size": len(data), "validation_loss": last}
-    info = replace(state.head.info, training=training,
-                   control_type=control_type or state.head.info.control_type)
+def save_trained_head(state: TrainingState, config: TrainingConfig, dataset_size: int, path: str | Path,
+                      **info_changes) -> Path:
+    """The trained head as a ``.safetensors`` the loader reads, with its training facts
+    (steps, dataset size, last validation loss, settings); ``info_changes`` amend its
+    `HeadInfo` (e.g. ``control_type``, ``base_model``)."""
+    training = {**asdict(config), "trained_steps": state.step, "dataset_size": dataset_size,
+                "validation_loss": state.validation_loss}
+    info = replace(state.head.info, training=training, **info_changes)
     head = ReadoutHead(info)
     head.load_state_dict(state.head.state_dict())
     return save_head(head, path)
 
 
-def save_checkpoint(state: TrainingState, config: SpatialTrainingConfig, path: Path) -> None:
+def new_head(kind: str, family: str, dims: tuple[int, ...], emb_dim: int, projection_dim: int = 384,
+             num_groups: int = 32, control_type: str | None = None, control_range: tuple[float, float] | None = None,
+             output_channels: int = 3, sparse: bool = False) -> ReadoutHead:
+    """A freshly initialised head of ``kind`` for a U-Net with decoder ``dims``."""
+    spatial = kind in ("spatial", "keypoint")
+    info = HeadInfo(kind=kind, family=family, dims=dims, projection_dim=projection_dim, emb_dim=emb_dim,
+                    output_channels=output_channels if spatial else None, output_activation=kind == "spatial",
+                    control_type=control_type if spatial else None,
+                    control_range=(control_range or (-1.0, 1.0)) if spatial else None,
+                    sparse_loss=sparse and spatial, num_groups=num_groups)
+    return ReadoutHead(info)
+
+
+def save_checkpoint(state: TrainingState, kind: str, config: TrainingConfig, path: Path) -> None:
     """Head, optimiser, sampler RNG, step and history, written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    torch.save({"format": CHECKPOINT_FORMAT, "step": state.step, "config": asdict(config),
+    torch.save({"format": CHECKPOINT_FORMAT, "kind": kind, "step": state.step, "config": asdict(config),
                 "head": state.head.state_dict(), "optimizer": state.optimizer.state_dict(),
                 "generator": state.generator.get_state(), "history": state.history}, partial)
     partial.replace(path)
 
 
-def _start(head: ReadoutHead, config: SpatialTrainingConfig, checkpoint_dir, resume: bool) -> TrainingState:
+def _start(head: ReadoutHead, kind: str, config: TrainingConfig, checkpoint_dir, resume: bool) -> TrainingState:
     torch.manual_seed(config.seed)
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(config.seed)
-    state = TrainingState(step=0, head=head.requires_grad_(True), optimizer=optimizer, generator=generator, history=[])
-    path = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
+    state = TrainingState(step=0, head=head.requires_grad_(True), optimizer=optimizer, generator=generator)
+    path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if resume and path is not None and path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        if saved.get("format") != CHECKPOINT_FORMAT:
-            raise ReadoutError(f"{path} is not a checkpoint of this trainer (format {saved.get('format')}).")
+        if saved.get("format") != CHECKPOINT_FORMAT or saved.get("kind") != kind:
+            raise ReadoutError(f"{path} is not a checkpoint of a {kind} run of this trainer; delete it or point the "
+                               "checkpoints at another folder.")
         if saved["config"] != asdict(config):
             raise ReadoutError(f"{path} was written with other settings; resume with the same ones or start anew.")
         head.load_state_dict(saved["head"])
@@ -175,13 +294,7 @@ def _start(head: ReadoutHead, config: SpatialTrainingConfig, checkpoint_dir, res
     return state
 
 
-def _batch_loss(head: ReadoutHead, data: FeatureSet, ids: torch.Tensor, sparse: bool, background: float) -> torch.Tensor:
-    features = data.features[ids].float()
-    prediction = head(features, data.emb[ids].float())
-    target = data.targets[ids].float()
-    if tuple(target.shape[-2:]) != tuple(prediction.shape[-2:]):
-        target = F.interpolate(target, size=prediction.shape[-2:], mode="nearest")
-    loss = sparse_mse_loss(prediction, target, background) if sparse else F.mse_loss(prediction, target)
+def _finite(loss: torch.Tensor) -> torch.Tensor:
     if not math.isfinite(float(loss.detach())):
         raise ReadoutError("The training loss is not finite; check the features and targets for NaN / inf.")
     return loss

@@ -15,7 +15,6 @@ import bench_guidance  # noqa: E402
 
 
 def tiny_unet(layout, device, dtype):
-    import torch
     from diffusers import UNet2DConditionModel
 
     unet = UNet2DConditionModel(block_out_channels=(32, 64, 64, 64), cross_attention_dim=768, attention_head_dim=8,

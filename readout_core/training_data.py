@@ -1,0 +1,144 @@
+"""Reading training datasets from folders (documented in the README, "Training heads").
+
+- spatial: ``DATASET/images/NAME.png`` with ``DATASET/controls/NAME.png`` (same stem; any
+  control: pose, depth, edge, segmentation, normals…; white = the top of the control range);
+- appearance / identity: ``DATASET/SUBJECT/*.png``, one folder per subject or person;
+- correspondence: ``DATASET/pairs.json``: ``[{"a": "x.png", "b": "y.png", "points":
+  [[xa, ya, xb, yb], ...]}, ...]``, pixel coordinates in each file's own pixels.
+
+Every image is centre-cropped to a square and resized to the training resolution; point
+coordinates follow the same crop and resize.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import ReadoutError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+@dataclass(frozen=True)
+class PointPair:
+    """Two images and their matches ``[K, 4]`` as ``(x_a, y_a, x_b, y_b)`` in file pixels."""
+
+    a: Path
+    b: Path
+    points: torch.Tensor
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def spatial_pairs(dataset: str | Path) -> list[tuple[Path, Path]]:
+    """(image, control) files matched by name in ``images/`` and ``controls/``."""
+    dataset = _folder(dataset)
+    images_dir, controls_dir = dataset / "images", dataset / "controls"
+    for folder in (images_dir, controls_dir):
+        if not folder.is_dir():
+            raise ReadoutError(f"A spatial dataset needs {folder} (images in 'images/', matching controls in "
+                               "'controls/' with the same file names).")
+    controls = {p.stem: p for p in image_files(controls_dir)}
+    images = image_files(images_dir)
+    unmatched = [p.name for p in images if p.stem not in controls]
+    if unmatched:
+        raise ReadoutError(f"{len(unmatched)} images have no control of the same name in {controls_dir}: "
+                           f"{', '.join(unmatched[:5])}{' …' if len(unmatched) > 5 else ''}.")
+    if len(images) < 2:
+        raise ReadoutError(f"{images_dir} holds {len(images)} images; training needs at least 2 (about 100 is good).")
+    return [(p, controls[p.stem]) for p in images]
+
+
+def subject_groups(dataset: str | Path) -> list[list[Path]]:
+    """Images grouped by subject: each sub-folder with at least two images."""
+    dataset = _folder(dataset)
+    groups = [image_files(d) for d in sorted(dataset.iterdir()) if d.is_dir()]
+    groups = [g for g in groups if len(g) >= 2]
+    if not groups:
+        raise ReadoutError(f"{dataset} needs one sub-folder per subject (or person) with at least two images of it.")
+    return groups
+
+
+def point_pairs(dataset: str | Path) -> list[PointPair]:
+    """The image pairs and point matches listed in ``pairs.json``."""
+    dataset = _folder(dataset)
+    listing = dataset / "pairs.json"
+    if not listing.is_file():
+        raise ReadoutError(f"A correspondence dataset needs {listing}: "
+                           '[{"a": "x.png", "b": "y.png", "points": [[xa, ya, xb, yb], ...]}, ...].')
+    try:
+        entries = json.loads(listing.read_text())
+    except json.JSONDecodeError as exc:
+        raise ReadoutError(f"{listing} is not valid JSON ({exc.msg}, line {exc.lineno}).") from None
+    if not isinstance(entries, list) or not entries:
+        raise ReadoutError(f"{listing} must be a non-empty list of pairs.")
+    pairs = []
+    for number, entry in enumerate(entries):
+        try:
+            a, b = dataset / entry["a"], dataset / entry["b"]
+            points = torch.tensor(entry["points"], dtype=torch.float32).reshape(-1, 4)
+        except (KeyError, TypeError, ValueError, RuntimeError):
+            raise ReadoutError(f"Pair {number} in {listing} must be {{\"a\": file, \"b\": file, \"points\": "
+                               "[[xa, ya, xb, yb], ...]}.") from None
+        for path in (a, b):
+            if not path.is_file():
+                raise ReadoutError(f"Pair {number} in {listing} names {path.name}, which is not in {dataset}.")
+        if points.numel() == 0:
+            raise ReadoutError(f"Pair {number} in {listing} has no points; give at least one match.")
+        pairs.append(PointPair(a, b, points))
+    return pairs
+
+
+def load_image(path: Path, resolution: int) -> torch.Tensor:
+    """``[3, R, R]`` in 0..1: the centre square of the image, resized."""
+    image = _open(path)
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    from PIL import Image
+
+    image = image.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.BICUBIC)
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).clamp(0, 1)
+
+
+def crop_points(points: torch.Tensor, size: tuple[int, int], resolution: int) -> torch.Tensor:
+    """(x, y) pixel points of an image of ``size`` (width, height) after `load_image`'s crop and resize."""
+    width, height = size
+    side = min(width, height)
+    offset = torch.tensor([(width - side) // 2, (height - side) // 2], dtype=torch.float32)
+    return (points - offset) * (resolution / side)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file."""
+    return _open(path).size
+
+
+def control_to_range(control: torch.Tensor, control_range: tuple[float, float]) -> torch.Tensor:
+    """A control image in 0..1 mapped onto the head's control range (black = low, white = high)."""
+    low, high = control_range
+    return low + (high - low) * control
+
+
+def _open(path: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ReadoutError(f"Cannot read the image {path}: {exc}. Remove it or replace it with a PNG / JPEG.") from None
+
+
+def _folder(dataset: str | Path) -> Path:
+    path = Path(dataset).expanduser()
+    if not path.is_dir():
+        raise ReadoutError(f"The dataset folder {path} does not exist.")
+    return path
