@@ -11,6 +11,7 @@ from .model_folders import register_model_folders
 from .reference_nodes import AppearanceReference, DragGuidance, DragPoints, IdentityReference
 from .reference_sampler_nodes import InvertImage, ReadoutReferenceSampler
 from .routes import register_routes
+from .training_nodes import TrainReadoutHead
 
 NODES: list[type[io.ComfyNode]] = [
     LoadReadoutHead,
@@ -24,6 +25,7 @@ NODES: list[type[io.ComfyNode]] = [
     IdentityReference,
     InvertImage,
     ReadoutReferenceSampler,
+    TrainReadoutHead,
 ]
 
 
