@@ -1,4 +1,4 @@
-"""Command line: ``python -m readout_core {info,convert} ...``."""
+"""Command line: ``python -m readout_core {demo,train,info,convert} ...``."""
 
 from __future__ import annotations
 
@@ -12,12 +12,18 @@ from .errors import ReadoutError
 from .head_files import convert_published_head, load_head
 from .head_info import KINDS
 from .heads import ReadoutHead, count_parameters
+from .train_cli import add_train_parser, run_train
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (0 ok, 2 on a readout error)."""
-    parser = argparse.ArgumentParser(prog="python -m readout_core", description="Inspect and convert readout heads.")
+    parser = argparse.ArgumentParser(prog="python -m readout_core",
+                                     description="Readout Guidance: demo, train, inspect and convert heads.")
     commands = parser.add_subparsers(dest="command", required=True)
+    demo_cmd = commands.add_parser("demo", help="readout guidance on the tiny world (CPU, no downloads)")
+    demo_cmd.add_argument("--out", default="readout_demo.png", help="where to write the image grid")
+    demo_cmd.add_argument("--seed", type=int, default=0)
+    add_train_parser(commands)
     info_cmd = commands.add_parser("info", help="print what a head file is")
     info_cmd.add_argument("path", help="a published .pt head or a pack .safetensors head")
     info_cmd.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -27,7 +33,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     convert_cmd.add_argument("--kind", choices=KINDS, help="override the head kind if the file name does not tell")
     args = parser.parse_args(argv)
     try:
-        if args.command == "info":
+        if args.command == "demo":
+            from .tiny_world.demo import run_demo
+
+            print(run_demo(args.out, args.seed))
+        elif args.command == "train":
+            return run_train(args)
+        elif args.command == "info":
             head = load_head(args.path)
             print(json.dumps(_summary(head), indent=2) if args.json else _describe(head))
         else:

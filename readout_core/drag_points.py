@@ -44,12 +44,14 @@ class DragPoints:
         handles, targets: ``[K, 2]`` float tensors of ``(x, y)`` pixels.
         image_size: (width, height) of the image the points belong to.
         dropped: human-readable notes on the pairs left out (outside the image).
+        latent_factor: image pixels per latent pixel (8 for SD's VAE; 1 for the tiny world).
     """
 
     handles: torch.Tensor
     targets: torch.Tensor
     image_size: tuple[int, int]
     dropped: tuple[str, ...] = field(default=())
+    latent_factor: int = LATENT_FACTOR
 
     def __len__(self) -> int:
         return int(self.handles.shape[0])
@@ -60,7 +62,7 @@ class DragPoints:
         Raises `PointsError` if the image is not the one the latent was made from
         (its size over 8, rounded down as the VAE does, must equal the latent's).
         """
-        check_image_fits_latent(self.image_size, latent_size)
+        check_image_fits_latent(self.image_size, latent_size, self.latent_factor)
         height, width = latent_size
         scale = torch.tensor([height / self.image_size[1], width / self.image_size[0]])
         return self.handles.flip(-1) * scale, self.targets.flip(-1) * scale
@@ -71,14 +73,15 @@ class DragPoints:
         return json.dumps({"width": self.image_size[0], "height": self.image_size[1], "pairs": pairs})
 
 
-def check_image_fits_latent(image_size: tuple[int, int], latent_size: tuple[int, int]) -> None:
+def check_image_fits_latent(image_size: tuple[int, int], latent_size: tuple[int, int],
+                            factor: int = LATENT_FACTOR) -> None:
     """Raise `PointsError` unless an image of ``image_size`` (w, h) encodes to a latent of ``latent_size`` (h, w)."""
     width, height = image_size
-    expected = (height // LATENT_FACTOR, width // LATENT_FACTOR)
+    expected = (height // factor, width // factor)
     if expected != tuple(latent_size):
         raise PointsError(
             f"The drag points were placed on a {width}×{height} image, but the latent is "
-            f"{latent_size[1] * LATENT_FACTOR}×{latent_size[0] * LATENT_FACTOR} pixels "
+            f"{latent_size[1] * factor}×{latent_size[0] * factor} pixels "
             f"({latent_size[1]}×{latent_size[0]} latent). Draw the points on the image that was generated or "
             "VAE-encoded for this latent (same width and height)."
         )

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from .errors import ReadoutError
 from .feature_extraction import FeatureSource, pair_data, spatial_data, triplet_data
 from .head_info import CONTROL_RANGE_BY_TYPE, DEFAULT_CONTROL_RANGE, SPARSE_CONTROL_TYPES
@@ -93,10 +95,12 @@ def train_from_folder(source: FeatureSource, request: TrainRequest, on_extract: 
                       on_train: TrainProgress | None = None) -> tuple[Path, TrainingState]:
     """Extract, train and save; returns the head file and the final training state."""
     task, size = _task(source, request, on_extract)
-    head = new_head(request.kind, source.family, source.dims, source.emb_dim, request.projection_dim,
-                    request.num_groups, control_type=request.control_type, control_range=request.spatial_range,
-                    sparse=request.spatial_sparse)
     config = request.training_config
+    with torch.random.fork_rng():  # the head's initial weights follow the seed, not earlier random draws
+        torch.manual_seed(config.seed)
+        head = new_head(request.kind, source.family, source.dims, source.emb_dim, request.projection_dim,
+                        request.num_groups, control_type=request.control_type, control_range=request.spatial_range,
+                        sparse=request.spatial_sparse)
     state = train_head(head, task, config, request.checkpoint_dir, request.resume, on_train)
     Path(request.output).parent.mkdir(parents=True, exist_ok=True)
     path = save_trained_head(state, config, size, request.output, base_model=source.describe().get("name", ""))
