@@ -28,8 +28,8 @@ HEADS_NOTE = ("Readout heads are downloaded into models/readout_heads on first u
               "yourself: see the pack's README).")
 
 
-def node(key: str, kind: str, **widgets) -> dict:
-    return {"key": key, "type": kind, "widgets": widgets}
+def node(key: str, node_type: str, /, **widgets) -> dict:
+    return {"key": key, "type": node_type, "widgets": widgets}
 
 
 def note(text: str) -> dict:
@@ -218,6 +218,37 @@ def appearance(identity: bool) -> dict:
     return {"nodes": nodes, "links": links}
 
 
+def train_head() -> dict:
+    family = "sd15"
+    nodes = [
+        note("Train your own readout head (SD1.5), then use it at once.\nModels: " + CHECKPOINT[family] +
+             " in models/checkpoints.\nPut a dataset folder named readout_dataset in ComfyUI's input folder: "
+             "images/NAME.png with controls/NAME.png (same names; any control: depth, segmentation, normals…), "
+             "about 100 pairs. Training saves models/readout_heads/my_depth.safetensors; interrupt any time and "
+             "queue again to resume. The trained head then guides a generation towards target.png."),
+        *text_to_image(family, "a cozy living room"),
+        node("empty_prompt", "CLIPTextEncode", text=""),
+        node("train", "ReadoutGuidance_TrainHead", kind="spatial", dataset="readout_dataset",
+             head_name="my_depth.safetensors", control_type="depth", sparse_loss="auto", resolution=512, steps=0,
+             batch_size=0, learning_rate=0.0, seed=0, triplets=100, checkpoint_every=500, resume=True,
+             cache_features=True),
+        node("control", "LoadImage", image="target.png"),
+        node("target", "ReadoutGuidance_SpatialTarget", weight=0.5),
+        node("sampler", "ReadoutGuidance_KSampler", seed=0, steps=30, cfg=7.5, sampler_name="ddim",
+             scheduler="ddim_uniform", update_rule="official", guidance_weight=0.02, start_percent=0.0,
+             end_percent=0.5, gradient_checkpointing=False, denoise=1.0),
+        node("decode", "VAEDecode"),
+        node("save", "SaveImage", filename_prefix="readout_trained_head"),
+    ]
+    links = [*CLIP_LINKS, ("ckpt", 1, "empty_prompt", "clip"), ("ckpt", 0, "train", "model"),
+             ("ckpt", 2, "train", "vae"), ("empty_prompt", 0, "train", "empty_prompt"),
+             ("train", 0, "target", "head"), ("control", 0, "target", "image"),
+             ("ckpt", 0, "sampler", "model"), ("pos", 0, "sampler", "positive"), ("neg", 0, "sampler", "negative"),
+             ("empty", 0, "sampler", "latent_image"), ("target", 0, "sampler", "terms"),
+             ("sampler", 0, "decode", "samples"), ("ckpt", 2, "decode", "vae"), ("decode", 0, "save", "images")]
+    return {"nodes": nodes, "links": links}
+
+
 WORKFLOWS = {
     **{f"{control}_control_{family}": (lambda f=family, c=control: spatial(f, c))
        for family in ("sd15", "sdxl") for control in ("pose", "depth", "edge")},
@@ -226,6 +257,7 @@ WORKFLOWS = {
     "drag_real_image_sd15": drag_real,
     "appearance_variations_sdxl": lambda: appearance(identity=False),
     "identity_reference_sd15": lambda: appearance(identity=True),
+    "train_depth_head_sd15": train_head,
 }
 
 
