@@ -11,7 +11,6 @@ sampler instead.
 from __future__ import annotations
 
 import copy
-from typing import Callable
 
 import torch
 
@@ -28,7 +27,7 @@ def guided_window(settings: GuidanceSettings | None, steps: int) -> range:
 
 
 def sample(source: DiffusersSource, noise: torch.Tensor, settings: GuidanceSettings | None = None, steps: int = 50,
-           eta: float = 0.0, on_step: Callable[[int, float], None] | None = None) -> torch.Tensor:
+           eta: float = 0.0) -> torch.Tensor:
     """DDIM from ``noise`` ``[N, C, H, W]`` (fp32, CPU) to clean latents, guided where
     ``settings`` says (official rule: the released AdamW update)."""
     scheduler = copy.deepcopy(source.scheduler)
@@ -38,9 +37,7 @@ def sample(source: DiffusersSource, noise: torch.Tensor, settings: GuidanceSetti
     x = noise.float() * scheduler.init_noise_sigma
     for index, t in enumerate(scheduler.timesteps):
         if index in window and index % settings.guide_every == 0:
-            x, loss = _guide(source, x, t, settings)
-            if on_step is not None:
-                on_step(index, loss)
+            x = _guide(source, x, t, settings)
         with torch.no_grad():
             prediction = source.predict(x, t.expand(x.shape[0])).float().cpu()
         x = scheduler.step(prediction, t, x, eta=eta, generator=generator).prev_sample
@@ -57,10 +54,9 @@ def readout(source: DiffusersSource, head: torch.nn.Module, latents: torch.Tenso
         return head(capture.collected(tuple(latents.shape[-2:])).float(), emb).cpu()
 
 
-def _guide(source: DiffusersSource, x: torch.Tensor, t: torch.Tensor, settings: GuidanceSettings
-           ) -> tuple[torch.Tensor, float]:
+def _guide(source: DiffusersSource, x: torch.Tensor, t: torch.Tensor, settings: GuidanceSettings) -> torch.Tensor:
+    """``recurrent_steps`` steps of one fresh AdamW on the latent against the guidance loss."""
     state = AdamState()
-    loss_value = 0.0
     for _ in range(settings.recurrent_steps):
         latent = x.detach().requires_grad_(True)
         with DecoderFeatureCapture(diffusers_feature_modules(source.unet)) as capture:
@@ -70,5 +66,4 @@ def _guide(source: DiffusersSource, x: torch.Tensor, t: torch.Tensor, settings: 
         loss, _ = guidance_loss(settings.terms, [features], emb, latent, settings.reference_of)
         (grad,) = torch.autograd.grad(loss, latent)
         x = (latent + adam_update(grad.float(), state, settings.weight)).detach()
-        loss_value = float(loss.detach())
-    return x, loss_value
+    return x
