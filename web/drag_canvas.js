@@ -129,6 +129,11 @@ class DragCanvas {
     }
   }
 
+  /** The graph was drawn: show the upstream picture if it arrived since the last draw. */
+  followUpstream() {
+    if (!this.image && !this.removed && upstreamImage(this.node, "image")) this.draw();
+  }
+
   // -- geometry -----------------------------------------------------------------------------
 
   size() {
@@ -311,6 +316,9 @@ app.registerExtension({
     runAfter(hooks, "onExecuted", function (message) {
       const entry = message?.drag_image?.[0];
       if (entry) this.readoutDragCanvas?.setImage(imageUrl(entry));
+    });
+    runAfter(hooks, "onDrawForeground", function () {
+      this.readoutDragCanvas?.followUpstream();
     });
     runAfter(hooks, "onRemoved", function () {
       this.readoutDragCanvas?.dispose();

@@ -42,8 +42,8 @@ export function inGraph(node) {
 export function upstreamImage(node, inputName) {
   if (!inGraph(node)) return null;
   const slot = node.inputs?.findIndex((input) => input.name === inputName) ?? -1;
-  if (slot < 0 || node.inputs[slot].link == null) return null;
-  const source = node.getInputNode?.(slot);
+  if (slot < 0) return null;
+  const source = node.getInputNode?.(slot);  // null when nothing is connected
   const image = source?.imgs?.[source.imageIndex ?? 0];
   return image?.complete && image.naturalWidth ? image : null;
 }

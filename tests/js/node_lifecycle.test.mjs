@@ -181,3 +181,21 @@ test("a hook keeps the frontend's own result and errors; the pack's error become
   assert.match(warning, /^Readout Guidance: .* Error: pack$/);
   assert.deepEqual(more, []);
 });
+
+test("drawing the graph shows a Load Image picture that arrived later, and needs no graph", () => {
+  const graph = new FakeGraph();
+  const source = graph.add(frontend.createNode("LoadImage"));
+  const drag = graph.add(frontend.createNode(DRAG));
+  graph.connect(source, drag, "image");
+  browser.resize(drag.readoutDragCanvas.canvas, 300, 300);
+  drag.onDrawForeground();
+  assert.deepEqual(drawnImages(drag.readoutDragCanvas), []);
+  const picture = new Image();
+  picture.finish(640, 480);
+  source.imgs = [picture];  // Load Image shows its picture once it has loaded
+  drag.onDrawForeground();
+  assert.deepEqual(drawnImages(drag.readoutDragCanvas), [picture]);
+  const lone = frontend.createNode(DRAG);
+  lone.onDrawForeground();
+  assert.equal(lone.readoutDragCanvas.image, null);
+});
