@@ -46,6 +46,17 @@ SLOW_IMAGE = "drag_slow.png"  # served only when the test lets it through
 # A returning user's files: without them a fresh frontend logs 404s while it starts.
 USER_FILES = {"comfy.templates.json": "[]", "user.css": "", "workflows/.keep": "", "subgraphs/.keep": ""}
 
+# What a frontend writes on its own, without the pack's part: while starting (checked with no custom
+# node installed) and while working subgraphs (checked with a core node, VAE Decode). These are
+# let through where they happen, nowhere else; nothing else is.
+FRONTEND_STARTUP_MESSAGES = {
+    "console.error: ComfyApp graph accessed before initialization",  # 1.49: a settings store reads the graph early
+    "uncaught: Cannot read properties of undefined (reading 'id')",  # 1.27: a setting's onChange as settings register
+}
+FRONTEND_SUBGRAPH_MESSAGES = {
+    "console.error: Attempted to cleanup event listeners for graph that was never set up",  # 1.35
+}
+
 # Helpers the tests call as window.readoutTest.*; installed once the frontend is up.
 PAGE_HELPERS = """() => {
     const app = window.app;
@@ -130,13 +141,16 @@ def page(session):
     page.evaluate("async (workflow) => window.readoutTest.load(workflow)", json.loads(WORKFLOW.read_text()))
     page.wait_for_timeout(300)
     problems.clear()  # what happened before (startup included) belongs to earlier tests
+    session["frontend_own"] = set()  # a test names the frontend's own messages it provokes
     yield page
     page.wait_for_timeout(500)  # late errors: image loads, animation frames, resize observers
-    assert not problems, f"frontend {session['frontend']}: errors in the page: {problems}"
+    ours = [problem for problem in problems if problem not in session["frontend_own"]]
+    assert not ours, f"frontend {session['frontend']}: errors in the page: {ours}"
 
 
 def test_the_page_starts_without_errors(session):
-    assert not session["problems"], f"frontend {session['frontend']}: errors while starting: {session['problems']}"
+    ours = [problem for problem in session["problems"] if problem not in FRONTEND_STARTUP_MESSAGES]
+    assert not ours, f"frontend {session['frontend']}: errors while starting: {ours}"
 
 
 def close_dialogs(page) -> None:
@@ -217,6 +231,7 @@ def test_draw_move_delete_and_undo_arrows_on_the_canvas(page):
         const node = window.readoutTest.dragNodes()[0];
         node.setSize([520, 640]);
         window.app.canvas.ds.scale = 0.8;
+        window.app.canvas.centerOnNode(node);
         window.app.canvas.setDirty(true, true);
     }""")
     page.wait_for_timeout(500)
@@ -282,9 +297,10 @@ def test_duplicate_by_alt_drag(page):
     assert clone["points"] == original["points"] and clone["canvasPairs"] == 1
 
 
-def test_convert_into_a_subgraph_and_back(page):
+def test_convert_into_a_subgraph_and_back(page, session):
+    session["frontend_own"] = FRONTEND_SUBGRAPH_MESSAGES
     commands = page.evaluate("() => (window.app.extensionManager?.command?.commands ?? []).map((c) => c.id)")
-    missing = {"Comfy.Graph.ConvertToSubgraph", "Comfy.Graph.UnpackSubgraph"} - set(commands)
+    missing = {"Comfy.Graph.ConvertToSubgraph", "Comfy.Graph.ExitSubgraph", "Comfy.Graph.UnpackSubgraph"} - set(commands)
     if missing:
         pytest.skip(f"this frontend has no subgraphs (no {', '.join(sorted(missing))} command)")
     wait_for_upstream_image(page)
@@ -298,7 +314,7 @@ def test_convert_into_a_subgraph_and_back(page):
         app.canvas.openSubgraph(wrapper.subgraph, wrapper);  // look inside: the canvas draws there
         await new Promise((resolve) => setTimeout(resolve, 300));
         const shown = t.states();
-        app.canvas.setGraph(app.graph);
+        await app.extensionManager.command.execute("Comfy.Graph.ExitSubgraph");
         return {rootDragNodes: t.dragNodes(app.graph).length, inner: inner.map((n) => t.state(n)), shown};
     }""")
     assert inside["rootDragNodes"] == 0
