@@ -1,11 +1,12 @@
-// Safe ground for the pack's canvas code on a node in any state of its life. The frontend runs
+// Safe ground for the pack's browser code on a node in any state of its life. The frontend runs
 // our hooks on nodes that have no graph: a clone being configured (copy, paste, duplicate,
 // converting into a subgraph and back), a node being created, and a node already removed.
-// Newer frontends (1.53.6 and later) throw NullGraphError from getInputNode on such a node, so
+// getInputNode throws NullGraphError on such a node: always from frontend 1.53.6 on, and before
+// that when the node still holds links (converting into a subgraph configures such nodes). So
 // every look at the graph around a node goes through `upstreamImage`, and every call from the
 // frontend into the pack goes through `runAfter` or `contained`, which keep our errors out of it.
 
-const WARNING = "Readout Guidance: the drag canvas skipped an update (the points text still works).";
+const WARNING = "Readout Guidance: an update of the canvas or the presets was skipped (the node's values still work).";
 
 /** Run `action`; an error in it is reported as a console warning instead of reaching the caller. */
 export function contained(action) {

@@ -6,7 +6,7 @@
 // getInputNode throws NullGraphError on a node without one. The extension files are copied into a
 // folder laid out as ComfyUI serves them (extensions/<pack>/ beside scripts/app.js), so their
 // imports of "../../scripts/app.js" resolve to the stand-ins.
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -227,6 +227,7 @@ export async function loadPack() {
   installBrowser();
   globalThis.fakeFrontend = frontend;
   const root = mkdtempSync(join(tmpdir(), "readout-web-"));
+  process.on("exit", () => rmSync(root, { recursive: true, force: true }));
   mkdirSync(join(root, "scripts"));
   writeFileSync(join(root, "scripts", "app.js"), "export const app = globalThis.fakeFrontend.app;\n");
   writeFileSync(join(root, "scripts", "api.js"), "export const api = globalThis.fakeFrontend.api;\n");
