@@ -8,6 +8,7 @@ import { api } from "../../scripts/api.js";
 import {
   PairHistory, canvasToImage, deserialize, fitRect, hitTest, imageToCanvas, pairColour, serialize,
 } from "./drag_points_model.js";
+import { contained, runAfter, upstreamImage } from "./node_lifecycle.js";
 
 const NODE_ID = "ReadoutGuidance_DragPoints";
 const HIT_RADIUS_PX = 9;
@@ -27,6 +28,8 @@ class DragCanvas {
     this.selected = null;
     this.gesture = null;
     this.pointer = null;
+    this.loading = null;  // the Image being fetched for setImage
+    this.removed = false;
     const stored = deserialize(pointsWidget.value);
     this.history = new PairHistory(stored.pairs);
     this.storedSize = stored.width && stored.height ? [stored.width, stored.height] : null;
@@ -50,18 +53,36 @@ class DragCanvas {
     const clear = document.createElement("button");
     clear.textContent = "Clear";
     clear.title = "Remove every arrow (Ctrl+Z brings them back)";
-    clear.onclick = () => { if (this.history.clear()) this.commit(); };
     bar.append(this.status, clear);
     this.element.append(this.keys, this.canvas, bar);
 
-    this.canvas.addEventListener("pointerdown", (e) => this.onDown(e));
+    const listen = (target, type, handler) => target.addEventListener(type, (e) => contained(() => handler(e)));
+    listen(clear, "click", () => { if (this.history.clear()) this.commit(); });
+    listen(this.canvas, "pointerdown", (e) => this.onDown(e));
     // Keep keyboard focus on the arrows' input (a mousedown would move it); mouseup still fires.
-    this.canvas.addEventListener("mousedown", (e) => e.preventDefault());
-    this.canvas.addEventListener("pointermove", (e) => this.onMove(e));
-    this.canvas.addEventListener("pointerup", (e) => this.onUp(e));
-    this.canvas.addEventListener("pointerleave", () => { this.pointer = null; this.draw(); });
-    this.keys.addEventListener("keydown", (e) => this.onKey(e));
-    new ResizeObserver(() => this.draw()).observe(this.canvas);
+    listen(this.canvas, "mousedown", (e) => e.preventDefault());
+    listen(this.canvas, "pointermove", (e) => this.onMove(e));
+    listen(this.canvas, "pointerup", (e) => this.onUp(e));
+    listen(this.canvas, "pointerleave", () => { this.pointer = null; this.draw(); });
+    listen(this.keys, "keydown", (e) => this.onKey(e));
+    this.resizeObserver = new ResizeObserver(() => contained(() => this.draw()));
+    this.resizeObserver.observe(this.canvas);
+  }
+
+  /** The node left the graph: stop watching its size and drop an image still loading. */
+  dispose() {
+    this.removed = true;
+    this.resizeObserver.disconnect();
+    if (this.loading) this.loading.onload = null;
+    this.loading = null;
+  }
+
+  /** The node (re)joined a graph: a node moved between graphs is removed, then added again. */
+  revive() {
+    if (!this.removed) return;
+    this.removed = false;
+    this.resizeObserver.observe(this.canvas);
+    this.draw();
   }
 
   // -- state in and out ---------------------------------------------------------------------
@@ -85,25 +106,32 @@ class DragCanvas {
   }
 
   setImage(url) {
+    if (this.removed) return;
+    if (this.loading) this.loading.onload = null;
     const image = new Image();
-    image.onload = () => {
+    this.loading = image;
+    image.onload = () => contained(() => {
+      this.loading = null;
       this.image = image;
       this.imageSize = [image.naturalWidth, image.naturalHeight];
       this.draw();
-    };
+    });
     image.src = url;
   }
 
   /** The image of the node feeding `image` (Load Image shows one), if we have none of our own. */
   adoptUpstreamImage() {
     if (this.image) return;
-    const slot = this.node.inputs?.findIndex((input) => input.name === "image") ?? -1;
-    const source = slot >= 0 ? this.node.getInputNode?.(slot) : null;
-    const img = source?.imgs?.[source.imageIndex ?? 0];
-    if (img?.complete && img.naturalWidth) {
+    const img = upstreamImage(this.node, "image");
+    if (img) {
       this.image = img;
       this.imageSize = [img.naturalWidth, img.naturalHeight];
     }
+  }
+
+  /** The graph was drawn: show the upstream picture if it arrived since the last draw. */
+  followUpstream() {
+    if (!this.image && !this.removed && upstreamImage(this.node, "image")) this.draw();
   }
 
   // -- geometry -----------------------------------------------------------------------------
@@ -196,6 +224,7 @@ class DragCanvas {
   // -- drawing ------------------------------------------------------------------------------
 
   draw() {
+    if (this.removed) return;
     this.adoptUpstreamImage();
     const canvas = this.canvas;
     const ratio = window.devicePixelRatio || 1;
@@ -265,45 +294,37 @@ app.registerExtension({
   name: "readout_guidance.drag_canvas",
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData?.name !== NODE_ID) return;
-    const created = nodeType.prototype.onNodeCreated;
-    nodeType.prototype.onNodeCreated = function () {
-      const result = created?.apply(this, arguments);
+    const hooks = nodeType.prototype;
+    runAfter(hooks, "onNodeCreated", function () {
       const pointsWidget = this.widgets?.find((w) => w.name === "points");
-      if (!pointsWidget || typeof this.addDOMWidget !== "function") return result;  // the text box still works
-      try {
-        const drag = new DragCanvas(this, pointsWidget);
-        this.readoutDragCanvas = drag;
-        this.addDOMWidget("drag_canvas", "readout_drag_canvas", drag.element, {
-          serialize: false,
-          hideOnZoom: false,
-          getMinHeight: () => CANVAS_MIN_HEIGHT,
-        });
-        const onWidgetChanged = pointsWidget.callback;
-        pointsWidget.callback = function (value, ...rest) {
-          const out = onWidgetChanged?.call(this, value, ...rest);
-          drag.reload();
-          return out;
-        };
-        const [w, h] = this.size ?? [0, 0];
-        this.setSize?.([Math.max(w, 340), Math.max(h, CANVAS_MIN_HEIGHT + 180)]);
-        requestAnimationFrame(() => drag.draw());
-      } catch (error) {
-        console.warn("Readout Guidance: the drag canvas could not load; use the points text instead.", error);
-      }
-      return result;
-    };
-    const configured = nodeType.prototype.onConfigure;
-    nodeType.prototype.onConfigure = function () {
-      const result = configured?.apply(this, arguments);
+      if (!pointsWidget || typeof this.addDOMWidget !== "function") return;  // the text box still works
+      const drag = new DragCanvas(this, pointsWidget);
+      this.readoutDragCanvas = drag;
+      this.addDOMWidget("drag_canvas", "readout_drag_canvas", drag.element, {
+        serialize: false,
+        hideOnZoom: false,
+        getMinHeight: () => CANVAS_MIN_HEIGHT,
+      });
+      runAfter(pointsWidget, "callback", () => drag.reload());
+      const [w, h] = this.size ?? [0, 0];
+      this.setSize?.([Math.max(w, 340), Math.max(h, CANVAS_MIN_HEIGHT + 180)]);
+      requestAnimationFrame(() => contained(() => drag.draw()));
+    });
+    runAfter(hooks, "onConfigure", function () {
       this.readoutDragCanvas?.reload();
-      return result;
-    };
-    const executed = nodeType.prototype.onExecuted;
-    nodeType.prototype.onExecuted = function (message) {
-      const result = executed?.apply(this, arguments);
+    });
+    runAfter(hooks, "onExecuted", function (message) {
       const entry = message?.drag_image?.[0];
       if (entry) this.readoutDragCanvas?.setImage(imageUrl(entry));
-      return result;
-    };
+    });
+    runAfter(hooks, "onDrawForeground", function () {
+      this.readoutDragCanvas?.followUpstream();
+    });
+    runAfter(hooks, "onRemoved", function () {
+      this.readoutDragCanvas?.dispose();
+    });
+    runAfter(hooks, "onAdded", function () {
+      this.readoutDragCanvas?.revive();
+    });
   },
 });

@@ -1,5 +1,6 @@
 // Readout Reference Sampler presets: choosing one fills the node's widgets; every value stays editable.
 import { app } from "../../scripts/app.js";
+import { contained, inGraph, runAfter } from "./node_lifecycle.js";
 
 const NODE_ID = "ReadoutGuidance_ReferenceSampler";
 let presetsPromise = null;
@@ -31,11 +32,9 @@ app.registerExtension({
     if (node.comfyClass !== NODE_ID) return;
     const preset = node.widgets?.find((w) => w.name === "preset");
     if (!preset) return;
-    const original = preset.callback;
-    preset.callback = async function (value, ...rest) {
-      original?.call(this, value, ...rest);
-      const presets = await loadPresets();
-      if (presets[value]) applyPreset(node, presets[value]);
-    };
+    runAfter(preset, "callback", (value) => loadPresets().then((presets) => contained(() => {
+      // The list arrives later: the node may have been removed (or never added) meanwhile.
+      if (presets[value] && inGraph(node)) applyPreset(node, presets[value]);
+    })));
   },
 });
