@@ -8,6 +8,7 @@ import subprocess
 import sys
 from fnmatch import fnmatch
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from test_head_files import write_published
 
 from readout_core import cpu_threads
 from readout_core.__main__ import TINY_HEADS, main as cli_main
-from readout_core.tiny_world import HEAD_FILES
+from readout_core.tiny_world import HEAD_FILES, evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_DEPTH = REPO / TINY_HEADS / HEAD_FILES["depth"]
@@ -114,3 +115,42 @@ def test_readme_examples_use_shipped_heads_and_leave_only_ignored_files():
     ignored = [line for line in (REPO / ".gitignore").read_text().splitlines() if line.startswith("/")]
     for name in written:
         assert any(fnmatch(f"/{name}", rule) or f"/{name}".startswith(rule) for rule in ignored), name
+
+
+class _FakeWorld:
+    """Stands in for the tiny world: measure = seed, guided better on even seeds."""
+
+    def __getattr__(self, experiment: str):
+        def run(seed: int) -> SimpleNamespace:
+            better = seed % 2 == 0
+            guided = seed + 1 if (experiment == "spatial") == better else seed - 1
+            return SimpleNamespace(measure_unguided=float(seed), measure_guided=float(guided))
+        return run
+
+
+def test_evaluation_reports_progress_and_the_table(monkeypatch, capsys):
+    monkeypatch.setattr(evaluate, "TinyWorld", _FakeWorld)
+    calls = []
+    results = evaluate.evaluate(2, lambda done, total, note: calls.append((done, total, note)))
+    assert calls == [(0, 6, "spatial, seed 0"), (1, 6, "spatial, seed 1"), (2, 6, "drag, seed 0"),
+                     (3, 6, "drag, seed 1"), (4, 6, "appearance, seed 0"), (5, 6, "appearance, seed 1"),
+                     (6, 6, "done")]
+    assert results["drag"] == ([0.0, 1.0], [-1.0, 2.0])
+    evaluate.main(["--seeds", "4"])
+    captured = capsys.readouterr()
+    assert "] runs 12/12  done" in captured.err and "appearance, seed 3" in captured.err
+    assert "| drag | distance to target (px) (lower is better) | 1.500 | 1.500 | 2/4 |" in captured.out
+    assert captured.out.rstrip().splitlines()[-1].startswith("4 seeds, 0 s on ")
+
+
+def test_evaluation_help_and_bad_seed_counts(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--help"])
+    help_text = capsys.readouterr().out
+    assert exit_info.value.code == 0 and "`" not in help_text
+    assert re.search(r"--seeds N\s+how many seeds to run", help_text)
+    for bad in ("0", "-3", "two"):
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate.main(["--seeds", bad])
+        assert exit_info.value.code == 2
+        assert f"error: argument --seeds: needs a whole number of at least 1, not '{bad}'" in capsys.readouterr().err
