@@ -1,49 +1,45 @@
 """Readout Guidance core: heads, decoder features, losses. Independent of ComfyUI.
 
-Importing this package needs torch, numpy and safetensors only. The one module that
-talks to the ComfyUI host, `readout_core.host_adapter`, is imported by the node
+Importing this package is instant: each name below loads its module (and torch, numpy,
+safetensors) on first use, so ``python -m readout_core --help`` needs none of them. The one
+module that talks to the ComfyUI host, `readout_core.host_adapter`, is imported by the node
 wrappers, never from here.
 """
 
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
 from .errors import FeatureError, HeadConfigError, HeadFileError, LossInputError, ReadoutError
-from .features import (
-    LAYOUTS,
-    SD15_LAYOUT,
-    SDXL_LAYOUT,
-    DecoderFeatureCapture,
-    DecoderLayout,
-    decoder_layout,
-    resize_and_concat,
-    sinusoidal_timestep_embedding,
-)
-from .head_files import HEAD_EXTENSIONS, build_head, convert_published_head, load_head, read_head_file, save_head
-from .head_info import KINDS, HeadInfo
-from .heads import ReadoutHead, count_parameters
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "HEAD_EXTENSIONS",
-    "KINDS",
-    "LAYOUTS",
-    "SD15_LAYOUT",
-    "SDXL_LAYOUT",
-    "DecoderFeatureCapture",
-    "DecoderLayout",
-    "FeatureError",
-    "HeadConfigError",
-    "HeadFileError",
-    "HeadInfo",
-    "LossInputError",
-    "ReadoutError",
-    "ReadoutHead",
-    "build_head",
-    "convert_published_head",
-    "count_parameters",
-    "decoder_layout",
-    "load_head",
-    "read_head_file",
-    "resize_and_concat",
-    "save_head",
-    "sinusoidal_timestep_embedding",
-]
+_LAZY_NAMES = {
+    "features": ("LAYOUTS", "SD15_LAYOUT", "SDXL_LAYOUT", "DecoderFeatureCapture", "DecoderLayout", "decoder_layout",
+                 "resize_and_concat", "sinusoidal_timestep_embedding"),
+    "head_files": ("HEAD_EXTENSIONS", "build_head", "convert_published_head", "load_head", "read_head_file",
+                   "save_head"),
+    "head_info": ("KINDS", "HeadInfo"),
+    "heads": ("ReadoutHead", "count_parameters"),
+}
+_MODULE_OF = {name: module for module, names in _LAZY_NAMES.items() for name in names}
+
+__all__ = sorted(["FeatureError", "HeadConfigError", "HeadFileError", "LossInputError", "ReadoutError", *_MODULE_OF])
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name's module on first use (PEP 562); submodules load the same way."""
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+    elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MODULE_OF))

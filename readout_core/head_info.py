@@ -17,6 +17,8 @@ FAMILIES = ("sd15", "sdxl")
 SPATIAL_KINDS = ("spatial", "keypoint")
 RELATIVE_KINDS = ("appearance", "correspondence", "identity")
 KINDS = SPATIAL_KINDS + RELATIVE_KINDS
+TRAINABLE_KINDS = ("spatial", "appearance", "identity", "correspondence")
+"""The kinds the pack's trainer makes (keypoint heads are only loaded)."""
 
 # Control ranges the released trainer uses (readout_training/dataset.py): pose and edge
 # targets live in (-0.5, 0.5), everything else (depth, user controls) in (-1, 1).

@@ -15,12 +15,10 @@ import torch
 
 from .errors import ReadoutError
 from .feature_extraction import FeatureSource, pair_data, spatial_data, triplet_data
-from .head_info import CONTROL_RANGE_BY_TYPE, DEFAULT_CONTROL_RANGE, SPARSE_CONTROL_TYPES
+from .head_info import CONTROL_RANGE_BY_TYPE, DEFAULT_CONTROL_RANGE, SPARSE_CONTROL_TYPES, TRAINABLE_KINDS
 from .training import (RECIPES, AppearanceTask, CorrespondenceTask, SpatialTask, TrainingConfig, TrainingState,
                        new_head, save_trained_head, train_head)
 from .training_data import point_pairs, spatial_pairs, subject_groups
-
-TRAINABLE_KINDS = ("spatial", "appearance", "identity", "correspondence")
 
 
 @dataclass(frozen=True)

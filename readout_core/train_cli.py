@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import ReadoutError
-from .head_info import CONTROL_RANGE_BY_TYPE
-from .head_training import TRAINABLE_KINDS, TrainRequest, train_from_folder
-from .training import RECIPES, TrainingConfig
+from .head_info import CONTROL_RANGE_BY_TYPE, TRAINABLE_KINDS
+from .progress import ProgressBar
+
+if TYPE_CHECKING:
+    import torch
 
 TINY_WORLD = "tiny-world"
 
@@ -48,16 +48,23 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
     cmd.add_argument("--cache", type=Path, help="file to cache the extracted features in")
     cmd.add_argument("--triplets", type=int, default=100, help="appearance / identity: triplets to draw")
     cmd.add_argument("--projection-dim", type=int, help="head width (default 384; 64 for the tiny world)")
-    cmd.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    cmd.add_argument("--device", help="where to run the U-Net and the head (default: cuda when available, else cpu)")
     cmd.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32",
                      help="U-Net dtype for feature extraction (features and head are fp32 either way)")
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Run a training from parsed arguments; prints progress and the head's path."""
+    import torch  # here, not at the top: `--help` must not wait for torch
+
+    from .head_training import TrainRequest, train_from_folder
+    from .training import RECIPES, TrainingConfig
+
     if args.resume and args.checkpoints is None:
         raise ReadoutError("--resume needs --checkpoints, the folder the interrupted run wrote to.")
-    source, defaults = _source(args.model, args.device, args.dtype)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    source, defaults = _source(args.model, device, {"fp32": torch.float32, "fp16": torch.float16,
+                                                    "bf16": torch.bfloat16}[args.dtype])
     recipe = RECIPES[args.kind]
     config = TrainingConfig(steps=args.steps or recipe.steps, batch_size=args.batch_size or recipe.batch_size,
                             lr=args.lr or recipe.lr, seed=args.seed, validation_fraction=args.validation_fraction,
@@ -68,38 +75,27 @@ def run_train(args: argparse.Namespace) -> int:
         control_range=tuple(args.control_range) if args.control_range else None, sparse=args.sparse,
         triplets=args.triplets, checkpoint_dir=args.checkpoints, resume=args.resume, cache=args.cache,
         projection_dim=args.projection_dim or defaults["projection_dim"], num_groups=defaults["num_groups"])
-    bar = ProgressBar(config.steps)
+    bar = ProgressBar(config.steps, label="step ")
     path, state = train_from_folder(
         source, request, on_extract=lambda done, total: print(f"\rextracting features {done}/{total}", end="",
                                                               file=sys.stderr, flush=True),
-        on_train=bar.update)
-    print(file=sys.stderr)
+        on_train=lambda record: bar.update(record["step"], _training_note(record)))
+    bar.finish()
     print(f"wrote {path}: {state.step} steps, validation loss {state.validation_loss}")
     return 0
 
 
-class ProgressBar:
-    """A one-line text progress bar on stderr."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.started = total, time.time()
-
-    def update(self, record: dict) -> None:
-        """Show a training record."""
-        done = record["step"] / self.total
-        bar = "#" * int(done * 30)
-        val = f"  validation {record['validation_loss']:.4f}" if "validation_loss" in record else ""
-        print(f"\r[{bar:<30}] step {record['step']}/{self.total}  loss {record['loss']:.4f}{val}  "
-              f"{time.time() - self.started:.0f}s", end="", file=sys.stderr, flush=True)
+def _training_note(record: dict) -> str:
+    validation = f"  validation {record['validation_loss']:.4f}" if "validation_loss" in record else ""
+    return f"loss {record['loss']:.4f}{validation}"
 
 
-def _source(model: str, device: str, dtype: str):
+def _source(model: str, device: str, dtype: torch.dtype):
     if model == TINY_WORLD:
         from .tiny_world import HEAD_SETTINGS, tiny_source
 
         return tiny_source(), {"resolution": 32, **HEAD_SETTINGS}
     from .diffusers_models import load_pipeline_source
 
-    source = load_pipeline_source(model, device, {"fp32": torch.float32, "fp16": torch.float16,
-                                                  "bf16": torch.bfloat16}[dtype])
+    source = load_pipeline_source(model, device, dtype)
     return source, {"resolution": 1024 if source.family == "sdxl" else 512, "projection_dim": 384, "num_groups": 32}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 
@@ -19,6 +21,8 @@ from readout_core.training import TrainingConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SPATIAL_VALIDATION_TARGET = 0.12  # MSE in the depth range -1..1 (untrained: ~0.3; 1000 examples: 0.074)
+DEFAULT_SEEDS = 4
+"""Seeds of the evaluation in the default suite; all 16 (the README's table) run with ``-m evaluation``."""
 
 
 def test_shipped_weights_are_small_and_load():
@@ -85,16 +89,19 @@ def test_demo_writes_the_grid(tmp_path):
     assert result.returncode == 0, result.stderr
     print(result.stdout)
     grid = Image.open(out)
-    assert grid.size == (4 * 128, 3 * (128 + 16) + 16)
-    assert result.stdout.count("unguided") == 3
+    assert grid.size == (4 * 128, 16 + 3 * (13 + 128 + 13 + 6) + 4 * 13 + 4)  # header, rows, legend
+    assert result.stdout.count("unguided") == 3 and result.stdout.count("is better") == 3
+    assert re.search(r"in \d+ s on \d+ CPU threads?; seed 0", result.stdout)
 
 
-def test_guidance_works_on_the_tiny_world_over_16_seeds():
-    results = evaluate(16)
+@pytest.mark.parametrize("seeds", [DEFAULT_SEEDS, pytest.param(16, marks=pytest.mark.evaluation)])
+def test_guidance_works_on_the_tiny_world(seeds, progress):
+    results = evaluate(seeds, progress)
     (iou_plain, iou_guided), (drag_plain, drag_guided), (colour_plain, colour_guided) = (
         results["spatial"], results["drag"], results["appearance"])
     mean = lambda values: sum(values) / len(values)  # noqa: E731
     print({k: (round(mean(a), 3), round(mean(b), 3)) for k, (a, b) in results.items()})
+    assert all(len(values) == seeds for pair in results.values() for values in pair)
     assert mean(iou_guided) >= 0.6 and mean(iou_guided) > mean(iou_plain)
     assert mean(drag_guided) <= 0.5 * mean(drag_plain)
     assert mean(colour_guided) < mean(colour_plain)

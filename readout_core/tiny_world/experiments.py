@@ -25,13 +25,16 @@ from . import model, tiny_head, tiny_source
 from .scenes import PALETTE, IMAGE_SIZE, object_mask, random_shape, render, Scene
 
 STEPS = 25
-"""DDIM steps (the released loop; 25 keep the demo well under two minutes on a CPU)."""
+"""DDIM steps (the released loop; 25 keep the demo under a minute on a 2-core CPU)."""
 DRAG_LENGTH = 8.0
 """How far (pixels, a quarter of the image) the drag experiment moves the main shape."""
 DRAG_APPEARANCE_WEIGHT = 0.05
 """The appearance term's weight in drag. The released 1.0 holds the tiny world's shapes in place
 (its appearance loss is scaled by the latent range squared and outweighs the correspondence
 term), so here it only keeps the colours from drifting."""
+MEASURES = (("spatial", "IoU with the target", "higher"), ("drag", "distance to target (px)", "lower"),
+            ("appearance", "colour distance to the reference", "lower"))
+"""Each experiment's measure and which way it is better: (experiment, measure, "higher" / "lower")."""
 SPATIAL = dict(weight=0.04, end_percent=0.5, recurrent_steps=3)
 DRAG = dict(weight=0.04, end_percent=0.6, recurrent_steps=3)
 APPEARANCE = dict(weight=0.04, end_percent=0.5, recurrent_steps=3)
@@ -113,6 +116,11 @@ class TinyWorld:
         shown = render_readout(readout(self.source, head, latents), head.info)[1].movedim(-1, 0)
         return Outcome(unguided, reference, guided, shown, colour_distance(unguided, reference),
                        colour_distance(guided, reference))
+
+
+def improved(unguided: float, guided: float, better: str) -> bool:
+    """Whether guidance moved a measure the good way (``better``: "higher" or "lower")."""
+    return guided > unguided if better == "higher" else guided < unguided
 
 
 def iou(mask: torch.Tensor, wanted: torch.Tensor) -> float:
