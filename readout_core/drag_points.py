@@ -31,8 +31,8 @@ from .safe_json import read_json
 
 LATENT_FACTOR = 8
 """Image pixels per latent pixel of the SD1.5 / SDXL VAE."""
-MAX_POINTS_CHARS = 256 * 1024
-"""Longest points text read (about 4,000 pairs in the canvas format)."""
+MAX_POINTS_CHARS = 64 * 1024
+"""Longest points text read (about 1,000 pairs in the canvas format; drag edits use a handful)."""
 POINTS_HINT = 'Expected e.g. [[[100, 120], [160, 120]]] or {"pairs": [{"handle": [x, y], "target": [x, y]}]}.'
 
 

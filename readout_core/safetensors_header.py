@@ -72,7 +72,7 @@ def _entry(path: Path, name: str, value: Any) -> TensorEntry:
     if not isinstance(value, dict) or set(value) != {"dtype", "shape", "data_offsets"}:
         raise _broken(path, f"{where} must have exactly dtype, shape and data_offsets")
     dtype, shape, offsets = value["dtype"], value["shape"], value["data_offsets"]
-    if dtype not in DTYPE_BYTES:
+    if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
         raise _broken(path, f"{where} has unknown dtype {str(dtype)[:20]!r}")
     if not isinstance(shape, list) or len(shape) > MAX_RANK or not all(_is_count(d) for d in shape):
         raise _broken(path, f"{where} has shape {str(shape)[:60]}, not a list of at most {MAX_RANK} non-negative integers")
