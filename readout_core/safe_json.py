@@ -23,6 +23,7 @@ MAX_DEPTH = 32
 MAX_INT_DIGITS = 18
 """Longest integer accepted, in digits (about 10¹⁸: far beyond any size or coordinate)."""
 
+_CHUNK = 64 * 1024
 _OPEN = np.zeros(256, dtype=np.int8)
 _OPEN[[ord("["), ord("{")]] = 1
 _OPEN[[ord("]"), ord("}")]] = -1
@@ -61,15 +62,20 @@ def read_json(text: Any, what: str, error: type[ReadoutError], max_chars: int, h
 
 
 def nesting_depth(text: str) -> int:
-    """Deepest nesting of ``[`` / ``{`` outside JSON strings in any prefix of ``text`` (no recursion, O(n))."""
+    """Deepest nesting of ``[`` / ``{`` outside JSON strings in any prefix of ``text`` (no recursion, O(n)).
+
+    Works through the text in chunks of `_CHUNK` bytes, so its own memory stays small.
+    """
     # Escaped backslashes and quotes are the only escapes that can move a string's end.
     plain = text.replace("\\\\", "").replace('\\"', "").encode("utf-8", "surrogatepass")
-    codes = np.frombuffer(plain, dtype=np.uint8)
-    if codes.size == 0:
-        return 0
-    in_string = np.bitwise_xor.accumulate(codes == ord('"'))
-    steps = np.where(in_string, 0, _OPEN[codes])
-    return max(0, int(np.cumsum(steps, dtype=np.int32).max()))
+    depth = deepest = 0
+    in_string = False
+    for start in range(0, len(plain), _CHUNK):
+        codes = np.frombuffer(plain, dtype=np.uint8, count=min(_CHUNK, len(plain) - start), offset=start)
+        quotes = np.bitwise_xor.accumulate(codes == ord('"')) ^ in_string
+        depths = np.cumsum(np.where(quotes, 0, _OPEN[codes]), dtype=np.int64) + depth
+        deepest, depth, in_string = max(deepest, int(depths.max())), int(depths[-1]), bool(quotes[-1])
+    return deepest
 
 
 def check_plain_data(value: Any, what: str, error: type[ReadoutError], max_items: int = 10_000,
