@@ -89,6 +89,13 @@ def test_a_guidance_window_that_never_acts_is_refused_before_sampling(pack, node
     assert node.validate_inputs(start_percent=0.0, end_percent=0.5) is True
 
 
+def test_reference_sampler_checks_the_preset_name(pack):
+    node = pack["ReadoutGuidance_ReferenceSampler"]
+    assert node.validate_inputs(start_percent=0.0, end_percent=0.5, preset="drag: real image (SD1.5)") is True
+    for bad in ("drag", {"nested": [1]}, "x" * 10_000):
+        assert node.validate_inputs(start_percent=0.0, end_percent=0.5, preset=bad).startswith("Unknown preset")
+
+
 def test_host_prompt_validation_reports_the_packs_messages(pack, heads_folder):
     errors = host_validation("ReadoutGuidance_LoadHead", {"head_name": "../outside.pt"})
     assert any("not found" in e for e in errors), errors
