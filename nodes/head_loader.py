@@ -4,6 +4,7 @@ published head that is not there yet) → READOUT_HEAD."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import comfy.model_management
 import comfy.utils
@@ -65,6 +66,10 @@ class LoadReadoutHead(io.ComfyNode):
 def _not_found(head_name: str) -> str:
     """Names that are neither in the heads folders nor published (paths outside the folder included)."""
     folder = folder_paths.get_folder_paths(HEADS_FOLDER)[0]
+    candidate = Path(folder, head_name).resolve()
+    if candidate.is_dir() and candidate.is_relative_to(Path(folder).resolve()):
+        return (f"Readout head {head_name!r} is a folder inside {folder}, not a head file: pick a .safetensors or "
+                ".pt file (files in sub-folders are listed as sub/name.pt).")
     return (f"Readout head {head_name!r} not found. Put the file in {folder} (sub-folders are fine; paths "
             "outside it are not read) and refresh the page (press R).")
 

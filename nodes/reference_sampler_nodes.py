@@ -9,7 +9,8 @@ from comfy_api.latest import io
 from readout_core.guidance import GuidanceSettings, reference_layout
 from readout_core.host_adapter.inversion import invert_latent
 from readout_core.host_adapter.reference_sampling import ReferenceRun, sample_with_reference
-from readout_core.presets import EDIT_STARTS, PRESET_NAMES
+from readout_core.errors import ReadoutError
+from readout_core.presets import EDIT_STARTS, PRESET_NAMES, check_preset_name
 
 from .guidance_nodes import guidance_setting_inputs, window_problem
 from .io_types import GuidanceTermsType
@@ -100,7 +101,13 @@ class ReadoutReferenceSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, start_percent: float | None = None, end_percent: float | None = None) -> bool | str:
+    def validate_inputs(cls, start_percent: float | None = None, end_percent: float | None = None,
+                        preset: str | None = None) -> bool | str:
+        if preset is not None:
+            try:
+                check_preset_name(preset)
+            except ReadoutError as error:
+                return str(error)
         return window_problem(start_percent, end_percent)
 
     @classmethod

@@ -24,6 +24,8 @@ from .model_folders import HEADS_FOLDER
 CONTROL_TYPES = ("depth", "pose", "edge", "segmentation", "normals", "custom")
 SPARSE_CHOICES = ("auto", "on", "off")
 WORK_FOLDER = "readout_training"
+MAX_NAME_BYTES = 200
+"""Longest head_name accepted, in UTF-8 bytes (file systems allow 255, and .safetensors may be added)."""
 
 
 class TrainReadoutHead(io.ComfyNode):
@@ -130,9 +132,10 @@ class TrainReadoutHead(io.ComfyNode):
 def _head_file_name(head_name: str) -> str:
     """A plain ``.safetensors`` file name (no folders), the suffix added if missing."""
     name = head_name.strip()
-    if not name or os.path.basename(name) != name or name.startswith(".") or "\\" in name:
-        raise ReadoutError(f"head_name {head_name!r} must be a plain file name such as my_depth.safetensors "
-                           "(no folders).")
+    if (not name or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES or os.path.basename(name) != name or name.startswith(".") or "\\" in name
+            or not name.isprintable()):
+        raise ReadoutError(f"head_name {head_name[:60]!r} must be a plain file name such as my_depth.safetensors "
+                           f"(no folders, printable characters, at most {MAX_NAME_BYTES} bytes).")
     return name if name.endswith(".safetensors") else name + ".safetensors"
 
 

@@ -11,12 +11,22 @@ from .errors import ReadoutError
 
 PixelBox = tuple[float, float, float, float]
 """(x0, y0, x1, y1) in image pixels, x0 < x1 and y0 < y1."""
+MAX_BOX_CHARS = 200
+"""Longest face-box text read."""
 
 
-def parse_box(text: str) -> PixelBox | None:
-    """``"x0, y0, x1, y1"`` (pixels; commas or spaces) → a box; empty text → None."""
+def parse_box(text: str | None) -> PixelBox | None:
+    """``"x0, y0, x1, y1"`` (pixels; commas or spaces) → a box; empty text → None.
+
+    Text longer than `MAX_BOX_CHARS` or not a string is refused with `ReadoutError`.
+    """
+    if text is not None and not isinstance(text, str):
+        raise ReadoutError(f"The box must be text (x0, y0, x1, y1 in image pixels), got {type(text).__name__}.")
     if not text or not text.strip():
         return None
+    if len(text) > MAX_BOX_CHARS:
+        raise ReadoutError(f"The box text is {len(text):,} characters long; at most {MAX_BOX_CHARS} are read. "
+                           "Give four numbers: x0, y0, x1, y1 in image pixels (e.g. 180, 60, 330, 250).")
     parts = [p for p in re.split(r"[,\s]+", text.strip().strip("[]()")) if p]
     try:
         values = tuple(float(p) for p in parts)

@@ -27,9 +27,13 @@ from typing import Any
 import torch
 
 from .errors import ReadoutError
+from .safe_json import read_json
 
 LATENT_FACTOR = 8
 """Image pixels per latent pixel of the SD1.5 / SDXL VAE."""
+MAX_POINTS_CHARS = 64 * 1024
+"""Longest points text read (about 1,000 pairs in the canvas format; drag edits use a handful)."""
+POINTS_HINT = 'Expected e.g. [[[100, 120], [160, 120]]] or {"pairs": [{"handle": [x, y], "target": [x, y]}]}.'
 
 
 class PointsError(ReadoutError):
@@ -133,13 +137,7 @@ def _load_json(text: str) -> Any:
             "No drag points: draw handle → target arrows on the canvas, or give JSON such as "
             '[[[100, 120], [160, 120]]] (one handle → target pair per entry, image pixels x, y).'
         )
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise PointsError(
-            f"The drag points are not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}). "
-            'Expected e.g. [[[100, 120], [160, 120]]] or {"pairs": [{"handle": [x, y], "target": [x, y]}]}.'
-        ) from None
+    return read_json(text, "The drag points text", PointsError, MAX_POINTS_CHARS, POINTS_HINT)
 
 
 def _pairs_from(data: Any) -> tuple[list, list, tuple[int, int] | None]:

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import ReadoutError
 from .features import resize_and_concat
+from .safe_json import read_json
 
 CACHE_FORMAT = 1
 
@@ -81,4 +82,10 @@ def load_cached(path: str | Path, key: dict) -> FeatureSet | None:
     tensors = load_file(str(path))
     count = sum(1 for name in tensors if name.startswith("layer."))
     layers = tuple(tensors[f"layer.{i}"] for i in range(count))
-    return FeatureSet(layers, tensors["emb"], tuple(json.loads(meta["latent_hw"])))
+    rebuild = "Delete the cache file; it is rebuilt on the next run."
+    latent_hw = read_json(meta.get("latent_hw"), f"The latent size in the feature cache {path}", ReadoutError, 100,
+                          rebuild)
+    if not (isinstance(latent_hw, list) and len(latent_hw) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in latent_hw)):
+        raise ReadoutError(f"The feature cache {path} records no valid latent size. {rebuild}")
+    return FeatureSet(layers, tensors["emb"], tuple(latent_hw))

@@ -3,17 +3,18 @@
 Two formats:
 - the authors' published ``.pt`` (a ``torch.save`` dict with ``config`` and
   ``aggregation_network``), opened with weights-only unpickling so that no code in
-  the file can run;
-- the pack's ``.safetensors``: the same state dict plus the `HeadInfo` as JSON metadata.
+  the file can run (`pt_container`);
+- the pack's ``.safetensors``: the same state dict plus the `HeadInfo` as JSON metadata
+  (its header checked by `safetensors_header` before the library reads it).
+
+Every config field is type- and range-checked (`HeadInfo`), and checked against the
+weights' shapes (`head_weights`) before any module is allocated.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
-import re
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,14 +24,21 @@ from safetensors.torch import save_file
 
 from .errors import HeadConfigError, HeadFileError
 from .head_info import HeadInfo, info_from_published_config
+from .head_weights import check_values, reconcile, shapes_of
 from .heads import ReadoutHead
+from .pt_container import load_weights_only
+from .safe_json import check_plain_data
+from .safetensors_header import read_header
 
 FORMAT_VERSION = "1"
 INFO_KEY = "readout_guidance.info"
 VERSION_KEY = "readout_guidance.format_version"
 SOURCE_CONFIG_KEY = "readout_guidance.source_config"
 HEAD_EXTENSIONS = (".safetensors", ".pt", ".pth")
-_MAX_LISTED = 6
+MAX_HEAD_BYTES = 1024**3
+"""Largest head file read (published heads are tens of MB)."""
+WEIGHTS_ONLY_FIELDS = ("emb_dim", "output_channels")
+"""Sizes `build_head` takes from the weights rather than the info (published configs omit them)."""
 
 
 def load_head(
@@ -69,33 +77,14 @@ def read_head_file(path: str | os.PathLike[str], kind: str | None = None) -> tup
 def build_head(info: HeadInfo, state_dict: Mapping[str, torch.Tensor], source: str = "head") -> ReadoutHead:
     """Build a `ReadoutHead` for ``info`` and load ``state_dict`` strictly.
 
-    Any missing or unexpected key, or a shape mismatch, raises `HeadFileError` naming
-    the keys. Widths that only the weights know (timestep-embedding width, output
-    channels) are taken from the weights.
+    Everything is checked before the module is allocated: a missing or unexpected key, a
+    shape mismatch or a config field that disagrees with the weights raises `HeadFileError`
+    naming them, and so do weights that are not finite floating-point tensors. Widths that
+    only the weights know (timestep-embedding width, output channels) are taken from them.
     """
-    info = info.with_weights_shapes(_emb_dim_from_weights(state_dict), _output_channels_from_weights(state_dict, info))
+    info = reconcile(info, shapes_of(state_dict, source), source, from_weights=WEIGHTS_ONLY_FIELDS)
+    check_values(state_dict, source)
     head = ReadoutHead(info)
-    expected = head.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    mismatched = [
-        f"{key}: file {tuple(state_dict[key].shape)} vs head {tuple(expected[key].shape)}"
-        for key in sorted(set(expected) & set(state_dict))
-        if tuple(state_dict[key].shape) != tuple(expected[key].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_listing(unexpected)}")
-    if mismatched:
-        problems.append(f"shape mismatches: {_listing(mismatched)}")
-    if problems:
-        raise HeadFileError(
-            f"{source}: weights do not match a {info.describe()} (dims={list(info.dims)}, "
-            f"projection_dim={info.projection_dim}) — " + "; ".join(problems) + ". The file is damaged or "
-            "was written for a different head layout."
-        )
     head.load_state_dict({key: value.to(torch.float32) for key, value in state_dict.items()}, strict=True)
     return head
 
@@ -140,23 +129,21 @@ def convert_published_head(src: str | os.PathLike[str], dst: str | os.PathLike[s
 
 def _existing_file(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise HeadFileError(f"{path} is a folder, not a head file: give the path of a .safetensors or .pt head.")
     if not path.is_file():
-        raise HeadFileError(f"Readout head file not found: {path}. Check the name and the models/readout_heads folder.")
-    if path.stat().st_size == 0:
+        raise HeadFileError(f"Readout head file not found: {path}. Check the name and the path.")
+    size = path.stat().st_size
+    if size == 0:
         raise HeadFileError(f"Readout head file {path} is empty (0 bytes): the download or copy did not finish. Fetch it again.")
+    if size > MAX_HEAD_BYTES:
+        raise HeadFileError(f"{path.name} is {size:,} bytes; readout heads are far smaller (at most {MAX_HEAD_BYTES:,} "
+                            "are read). Is it a base model checkpoint?")
     return path
 
 
 def _read_safetensors(path: Path) -> tuple[HeadInfo, dict[str, torch.Tensor]]:
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise HeadFileError(
-            f"{path.name} is not a readable .safetensors file ({exc}). It may be truncated or corrupted: "
-            "download or convert it again."
-        ) from exc
+    metadata, entries = read_header(path)
     if INFO_KEY not in metadata:
         raise HeadFileError(
             f"{path.name} is a .safetensors file without readout-head metadata, so it is not a readout head "
@@ -165,89 +152,63 @@ def _read_safetensors(path: Path) -> tuple[HeadInfo, dict[str, torch.Tensor]]:
         )
     version = metadata.get(VERSION_KEY, "")
     if version != FORMAT_VERSION:
-        raise HeadFileError(f"{path.name} uses head format version {version!r}; this pack reads version {FORMAT_VERSION}. Update the pack.")
+        raise HeadFileError(f"{path.name} uses head format version {version[:20]!r}; this pack reads version "
+                            f"{FORMAT_VERSION}. Update the pack.")
     try:
         info = HeadInfo.from_json(metadata[INFO_KEY])
     except HeadConfigError as exc:
         raise HeadFileError(f"{path.name}: {exc}") from exc
-    return info, tensors
-
-
-def _torch_load_weights_only(path: Path) -> Any:
+    info = reconcile(info, {name: entry.shape for name, entry in entries.items()}, path.name)
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        imported = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if imported:
-            raise HeadFileError(
-                f"Refused to open {path.name}: it asks to import {imported.group(1)} when unpickled, so loading "
-                "it could run code from the file. Readout heads hold only tensors and a plain config; use the "
-                "official file or a .safetensors head."
-            ) from exc
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError, TypeError) as exc:
         raise HeadFileError(
-            f"{path.name} could not be read as a PyTorch checkpoint (not a weights-only pickle). It is "
-            "probably truncated, corrupted or not a readout head: download it again."
+            f"{path.name} is not a readable .safetensors file ({exc}). It may be truncated or corrupted: "
+            "download or convert it again."
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError) as exc:
-        raise HeadFileError(
-            f"{path.name} could not be read as a PyTorch checkpoint ({type(exc).__name__}: {exc}). It is "
-            "probably truncated or corrupted: download it again."
-        ) from exc
+    return info, tensors
 
 
 def _read_published_pt(
     path: Path, kind: str | None = None
 ) -> tuple[HeadInfo, dict[str, torch.Tensor], Mapping[str, Any]]:
-    checkpoint = _torch_load_weights_only(path)
+    checkpoint = load_weights_only(path)
     state_dict, config = _published_parts(checkpoint, path)
-    config = dict(config)
     if "dims" not in config:
         raise HeadFileError(f"{path.name}: the checkpoint config has no 'dims' (decoder layer channels); it is not a readout head.")
-    agg = dict(config.get("aggregation_kwargs") or {})
+    shapes = shapes_of(state_dict, path.name)
+    agg = config.get("aggregation_kwargs") or {}
+    if not isinstance(agg, dict):
+        raise HeadFileError(f"{path.name}: the config's aggregation_kwargs must be a dict.")
     # The layout is a fact of the weights; the config's flag (default True in the released
     # class) may be absent from older checkpoints.
-    agg["bottleneck_sequential"] = any(key.startswith("bottleneck_layers.0.0.") for key in state_dict)
-    config["aggregation_kwargs"] = agg
-    if "step" in checkpoint:
-        config["step"] = checkpoint["step"]
+    sequential = any(key.startswith("bottleneck_layers.0.0.") for key in shapes)
+    described = dict(config, aggregation_kwargs={**agg, "bottleneck_sequential": sequential})
+    if isinstance(checkpoint.get("step"), int):
+        described["step"] = checkpoint["step"]
     try:
-        info = info_from_published_config(config, file_stem=path.stem, kind=kind)
+        info = info_from_published_config(described, file_stem=path.stem, kind=kind)
     except HeadConfigError as exc:
         raise HeadFileError(f"{path.name}: {exc}") from exc
-    return info, state_dict, checkpoint["config"]
+    unstated = [field for field, key in (("projection_dim", "projection_dim" in config),
+                                         ("output_channels", "output_head_channels" in agg)) if not key]
+    info = reconcile(info, shapes, path.name, from_weights=("emb_dim", *unstated))
+    return info, state_dict, config
 
 
-def _published_parts(checkpoint: Any, path: Path) -> tuple[dict[str, torch.Tensor], Mapping[str, Any]]:
+def _published_parts(checkpoint: Any, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if not isinstance(checkpoint, dict) or "aggregation_network" not in checkpoint or "config" not in checkpoint:
-        found = sorted(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        found = sorted(str(key)[:40] for key in list(checkpoint)[:8]) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise HeadFileError(
             f"{path.name} is not a readout head checkpoint: expected a dict with 'config' and "
-            f"'aggregation_network', found {found}."
+            f"'aggregation_network', found {str(found)[:200]}."
         )
     state_dict = checkpoint["aggregation_network"]
     config = checkpoint["config"]
     if not isinstance(config, dict):
         raise HeadFileError(f"{path.name}: 'config' must be a dict, found {type(config).__name__}.")
+    check_plain_data(config, f"{path.name}: the checkpoint's config", HeadFileError)
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise HeadFileError(f"{path.name}: 'aggregation_network' must map parameter names to tensors.")
     return dict(state_dict), config
-
-
-def _emb_dim_from_weights(state_dict: Mapping[str, torch.Tensor]) -> int:
-    for key, value in state_dict.items():
-        if key.endswith("emb_layers.weight") and value.ndim == 2:
-            return int(value.shape[1])
-    return 0
-
-
-def _output_channels_from_weights(state_dict: Mapping[str, torch.Tensor], info: HeadInfo) -> int | None:
-    weight = state_dict.get("output_head.4.weight")
-    if weight is None or info.is_relative:
-        return info.output_channels
-    return int(weight.shape[0])
-
-
-def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:_MAX_LISTED])
-    more = len(items) - _MAX_LISTED
-    return shown + (f" (+{more} more)" if more > 0 else "")

@@ -7,6 +7,8 @@ the widgets, and every number stays editable. Values from
 
 from __future__ import annotations
 
+from .errors import ReadoutError
+
 EDIT_STARTS = ("reference noise (drag)", "new noise (variations)")
 
 _DRAG = {
@@ -24,3 +26,11 @@ the same steps and scheduler at CFG 1.0 (released: 100 DDIM steps)."""
 
 CUSTOM = "custom"
 PRESET_NAMES = (CUSTOM, *PRESETS)
+
+
+def check_preset_name(name: object) -> str:
+    """``name`` if it names a preset (or ``custom``); otherwise `ReadoutError` listing the names."""
+    if isinstance(name, str) and name in PRESET_NAMES:
+        return name
+    shown = repr(name)[:80] if isinstance(name, str) else f"a {type(name).__name__}"
+    raise ReadoutError(f"Unknown preset {shown}; choose one of: {', '.join(PRESET_NAMES)}.")

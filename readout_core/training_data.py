@@ -12,7 +12,6 @@ coordinates follow the same crop and resize.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +19,12 @@ import numpy as np
 import torch
 
 from .errors import ReadoutError
+from .safe_json import read_json
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+MAX_PAIRS_JSON_BYTES = 8 * 1024 * 1024
+"""Largest ``pairs.json`` read (about 200,000 point matches)."""
+PAIRS_FORMAT = '[{"a": "x.png", "b": "y.png", "points": [[xa, ya, xb, yb], ...]}, ...]'
 
 
 @dataclass(frozen=True)
@@ -68,33 +71,52 @@ def subject_groups(dataset: str | Path) -> list[list[Path]]:
 
 
 def point_pairs(dataset: str | Path) -> list[PointPair]:
-    """The image pairs and point matches listed in ``pairs.json``."""
+    """The image pairs and point matches listed in ``pairs.json`` (at most `MAX_PAIRS_JSON_BYTES`)."""
     dataset = _folder(dataset)
     listing = dataset / "pairs.json"
     if not listing.is_file():
-        raise ReadoutError(f"A correspondence dataset needs {listing}: "
-                           '[{"a": "x.png", "b": "y.png", "points": [[xa, ya, xb, yb], ...]}, ...].')
+        raise ReadoutError(f"A correspondence dataset needs {listing}: {PAIRS_FORMAT}.")
+    size = listing.stat().st_size
+    if size > MAX_PAIRS_JSON_BYTES:
+        raise ReadoutError(f"{listing} is {size:,} bytes; at most {MAX_PAIRS_JSON_BYTES:,} are read. Use fewer "
+                           "pairs or points.")
     try:
-        entries = json.loads(listing.read_text())
-    except json.JSONDecodeError as exc:
-        raise ReadoutError(f"{listing} is not valid JSON ({exc.msg}, line {exc.lineno}).") from None
+        text = listing.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ReadoutError(f"{listing} is not UTF-8 text (byte {exc.start}); save it as UTF-8 JSON.") from None
+    entries = read_json(text, str(listing), ReadoutError, MAX_PAIRS_JSON_BYTES, f"It must be {PAIRS_FORMAT}.")
     if not isinstance(entries, list) or not entries:
-        raise ReadoutError(f"{listing} must be a non-empty list of pairs.")
-    pairs = []
-    for number, entry in enumerate(entries):
-        try:
-            a, b = dataset / entry["a"], dataset / entry["b"]
-            points = torch.tensor(entry["points"], dtype=torch.float32).reshape(-1, 4)
-        except (KeyError, TypeError, ValueError, RuntimeError):
-            raise ReadoutError(f"Pair {number} in {listing} must be {{\"a\": file, \"b\": file, \"points\": "
-                               "[[xa, ya, xb, yb], ...]}.") from None
-        for path in (a, b):
-            if not path.is_file():
-                raise ReadoutError(f"Pair {number} in {listing} names {path.name}, which is not in {dataset}.")
-        if points.numel() == 0:
-            raise ReadoutError(f"Pair {number} in {listing} has no points; give at least one match.")
-        pairs.append(PointPair(a, b, points))
-    return pairs
+        raise ReadoutError(f"{listing} must be a non-empty list of pairs: {PAIRS_FORMAT}.")
+    return [_point_pair(entry, number, listing) for number, entry in enumerate(entries)]
+
+
+def _point_pair(entry: object, number: int, listing: Path) -> PointPair:
+    where = f"Pair {number} in {listing}"
+    if not isinstance(entry, dict) or not {"a", "b", "points"} <= set(entry):
+        raise ReadoutError(f"{where} must be an object {{\"a\": file, \"b\": file, \"points\": [[xa, ya, xb, yb], ...]}}.")
+    a, b = (_dataset_file(entry[side], side, where, listing.parent) for side in ("a", "b"))
+    points = entry["points"]
+    if not isinstance(points, list):
+        raise ReadoutError(f"{where}: \"points\" must be a list of [xa, ya, xb, yb] matches.")
+    if not points:
+        raise ReadoutError(f"{where} has no points; give at least one match.")
+    for match in points:
+        if (not isinstance(match, list) or len(match) != 4
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in match)):
+            raise ReadoutError(f"{where}: each point match must be four numbers [xa, ya, xb, yb] (pixels), "
+                               f"got {str(match)[:60]}.")
+    return PointPair(a, b, torch.tensor(points, dtype=torch.float32))
+
+
+def _dataset_file(name: object, side: str, where: str, dataset: Path) -> Path:
+    if not isinstance(name, str) or not name or "\0" in name or len(name) > 1024:
+        raise ReadoutError(f"{where}: \"{side}\" must be the file name of an image in {dataset}.")
+    path = dataset / name
+    if not path.resolve().is_relative_to(dataset.resolve()):
+        raise ReadoutError(f"{where} names {name!r}, which is outside {dataset}; list files inside the dataset.")
+    if not path.is_file():
+        raise ReadoutError(f"{where} names {path.name}, which is not in {dataset}.")
+    return path
 
 
 def load_image(path: Path, resolution: int) -> torch.Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import pickle
 import subprocess
@@ -10,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -188,3 +192,38 @@ def test_cli_fails_clearly_on_a_broken_file_as_a_subprocess(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: broken.pt could not be read")
     assert "Traceback" not in result.stderr
+
+
+RANDOM_FILES = 400
+"""Random files given to `info` (the README's reliability section quotes this count)."""
+
+
+@settings(max_examples=RANDOM_FILES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(min_size=1, max_size=300) | st.text(min_size=1, max_size=300).map(str.encode),
+       suffix=st.sampled_from([".pt", ".pth", ".safetensors"]))
+def test_cli_info_on_random_files_is_one_error_line_with_code_2(tmp_path_factory, content, suffix):
+    path = tmp_path_factory.mktemp("random") / f"file{suffix}"
+    path.write_bytes(content)
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        assert cli_main(["info", str(path)]) == 2
+    lines = stderr.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: file{suffix} ")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "readout_core", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=180)
+
+
+def test_cli_on_a_text_file_renamed_pt_and_on_a_folder(tmp_path):
+    notes = tmp_path / "notes.pt"
+    notes.write_text("Shopping list\n- milk\n- 2 heads of lettuce\n")
+    folder = tmp_path / "heads"
+    folder.mkdir()
+    for path, expected in [(notes, "error: notes.pt could not be read as a PyTorch checkpoint"),
+                           (folder, f"error: {folder} is a folder, not a head file")]:
+        result = _cli("info", str(path))
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.startswith(expected) and result.stderr.count("\n") == 1, result.stderr
+        assert "models/readout_heads" not in result.stderr and "Traceback" not in result.stderr

@@ -52,3 +52,41 @@ def test_reliability_figures_match_the_tests():
     flat = re.sub(r"\s+", " ", section)
     for phrase in expected:
         assert re.sub(r"\s+", " ", phrase) in flat, f"README reliability section should say {phrase!r}"
+
+
+def _value(path: Path, name: str):
+    """A module constant written as a literal or as simple arithmetic (e.g. ``64 * 1024``)."""
+    for node in ast.parse(path.read_text()).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if any(getattr(t, "id", None) == name for t in targets):
+            return eval(compile(ast.Expression(node.value), str(path), "eval"), {"__builtins__": {}})
+    raise AssertionError(f"{name} not found in {path}")
+
+
+def test_fuzzing_and_input_bound_figures_match_the_code():
+    section = re.sub(r"\s+", " ", _reliability_section())
+    tests, core = REPO / "tests", REPO / "readout_core"
+    heads = tests / "test_fuzz_head_files.py"
+    texts = tests / "test_fuzz_text_inputs.py"
+    fuzzed_text_inputs = texts.read_text().count("@settings(FUZZ)")
+    bounds = tests / "fuzz_bounds.py"
+    expected = [
+        f"within {_value(bounds, 'TIME_BOUND_S'):g} s of CPU time, {_value(bounds, 'MEMORY_BOUND') // 2**20} MiB of "
+        f"Python allocations and {_value(bounds, 'RSS_BOUND') // 2**20} MiB of resident-memory growth",
+        f"{_value(heads, 'CONFIG_EXAMPLES')} published configs and {_value(heads, 'METADATA_EXAMPLES')} pack metadata",
+        f"{_value(heads, 'DAMAGED_EXAMPLES')} truncated or bit-flipped files",
+        f"{_value(heads, 'CONTAINER_EXAMPLES')} zip archives and pickles",
+        f"{_value(heads, 'HEADER_EXAMPLES')} safetensors files with random header lengths",
+        f"{_value(tests / 'test_head_files.py', 'RANDOM_FILES')} random files given to",
+        f"{_value(texts, 'TEXT_EXAMPLES')} hostile texts",
+        f"for each of {fuzzed_text_inputs} text inputs",
+        f"drag points at most {_value(core / 'drag_points.py', 'MAX_POINTS_CHARS'):,} characters",
+        f"`pairs.json` {_value(core / 'training_data.py', 'MAX_PAIRS_JSON_BYTES'):,} bytes",
+        f"head metadata {_value(core / 'head_info.py', 'MAX_METADATA_CHARS'):,}",
+        f"deeper than {_value(core / 'safe_json.py', 'MAX_DEPTH')} levels",
+        f"read up to {_value(core / 'crop_boxes.py', 'MAX_BOX_CHARS')} characters",
+        f"at most {_value(core / 'head_info.py', 'MAX_LAYERS')} layers, widths up to {_value(core / 'head_info.py', 'MAX_CHANNELS')}",
+        f"Files over {_value(core / 'head_files.py', 'MAX_HEAD_BYTES') // 2**30} GiB are refused",
+    ]
+    for phrase in expected:
+        assert phrase in section, f"README reliability section should say {phrase!r}"

@@ -134,7 +134,8 @@ def test_train_node_resumes_to_the_uninterrupted_result(pack, host_folders):
 def test_train_node_refuses_bad_names_and_folders(pack, host_folders):
     node = pack["ReadoutGuidance_TrainHead"]
     write_spatial_dataset(host_folders / "input" / "shapes", 2, seed=0)
-    for bad in ("../escape.safetensors", "sub/dir.safetensors", ".hidden", "", "..\\x.safetensors"):
+    for bad in ("../escape.safetensors", "sub/dir.safetensors", ".hidden", "", "..\\x.safetensors", "a" * 300,
+                "nul\0.safetensors", "line\nbreak"):
         message = node.validate_inputs(head_name=bad)
         assert isinstance(message, str) and "plain file name" in message, bad
         with pytest.raises(ReadoutError, match="plain file name"):

@@ -58,6 +58,19 @@ def test_head_names_cannot_leave_the_heads_folder(pack, heads_folder, name):
         run_node(loader, head_name=name)
 
 
+def test_a_text_file_renamed_pt_and_a_folder_give_the_packs_errors(pack, heads_folder):
+    loader = pack["ReadoutGuidance_LoadHead"]
+    (heads_folder / "notes.pt").write_text("these are my notes, not a head\n")
+    assert loader.validate_inputs(head_name="notes.pt") is True
+    with pytest.raises(HeadFileError, match=r"^notes\.pt could not be read as a PyTorch checkpoint"):
+        run_node(loader, head_name="notes.pt")
+    (heads_folder / "folder.pt").mkdir()
+    message = loader.validate_inputs(head_name="folder.pt")
+    assert "is a folder inside" in message and str(heads_folder) in message
+    with pytest.raises(HeadFileError, match="is a folder inside"):
+        run_node(loader, head_name="folder.pt")
+
+
 def test_heads_in_sub_folders_load(pack, heads_folder):
     loader = pack["ReadoutGuidance_LoadHead"]
     assert loader.validate_inputs(head_name="sub/mine.pt") is True
@@ -74,6 +87,13 @@ def test_a_guidance_window_that_never_acts_is_refused_before_sampling(pack, node
     node = pack[node_id]
     assert node.validate_inputs(start_percent=0.8, end_percent=0.2).startswith("start_percent (0.8) is after")
     assert node.validate_inputs(start_percent=0.0, end_percent=0.5) is True
+
+
+def test_reference_sampler_checks_the_preset_name(pack):
+    node = pack["ReadoutGuidance_ReferenceSampler"]
+    assert node.validate_inputs(start_percent=0.0, end_percent=0.5, preset="drag: real image (SD1.5)") is True
+    for bad in ("drag", {"nested": [1]}, "x" * 10_000):
+        assert node.validate_inputs(start_percent=0.0, end_percent=0.5, preset=bad).startswith("Unknown preset")
 
 
 def test_host_prompt_validation_reports_the_packs_messages(pack, heads_folder):
