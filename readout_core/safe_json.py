@@ -14,8 +14,6 @@ import json
 import math
 from typing import Any
 
-import numpy as np
-
 from .errors import ReadoutError
 
 MAX_DEPTH = 32
@@ -24,9 +22,6 @@ MAX_INT_DIGITS = 18
 """Longest integer accepted, in digits (about 10¹⁸: far beyond any size or coordinate)."""
 
 _CHUNK = 64 * 1024
-_OPEN = np.zeros(256, dtype=np.int8)
-_OPEN[[ord("["), ord("{")]] = 1
-_OPEN[[ord("]"), ord("}")]] = -1
 
 
 def read_json(text: Any, what: str, error: type[ReadoutError], max_chars: int, hint: str = "") -> Any:
@@ -64,8 +59,14 @@ def read_json(text: Any, what: str, error: type[ReadoutError], max_chars: int, h
 def nesting_depth(text: str) -> int:
     """Deepest nesting of ``[`` / ``{`` outside JSON strings in any prefix of ``text`` (no recursion, O(n)).
 
-    Works through the text in chunks of `_CHUNK` bytes, so its own memory stays small.
+    Works through the text in chunks of `_CHUNK` bytes, so its own memory stays small. numpy is
+    imported here, not with the module, so that ``python -m readout_core --help`` stays light.
     """
+    import numpy as np
+
+    step = np.zeros(256, dtype=np.int8)  # +1 for an opening bracket, -1 for a closing one
+    step[[ord("["), ord("{")]] = 1
+    step[[ord("]"), ord("}")]] = -1
     # Escaped backslashes and quotes are the only escapes that can move a string's end.
     plain = text.replace("\\\\", "").replace('\\"', "").encode("utf-8", "surrogatepass")
     depth = deepest = 0
@@ -73,7 +74,7 @@ def nesting_depth(text: str) -> int:
     for start in range(0, len(plain), _CHUNK):
         codes = np.frombuffer(plain, dtype=np.uint8, count=min(_CHUNK, len(plain) - start), offset=start)
         quotes = np.bitwise_xor.accumulate(codes == ord('"')) ^ in_string
-        depths = np.cumsum(np.where(quotes, 0, _OPEN[codes]), dtype=np.int64) + depth
+        depths = np.cumsum(np.where(quotes, 0, step[codes]), dtype=np.int64) + depth
         deepest, depth, in_string = max(deepest, int(depths.max())), int(depths[-1]), bool(quotes[-1])
     return deepest
 
