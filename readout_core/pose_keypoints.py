@@ -206,3 +206,16 @@ def _person(person: Any, width: int, height: int, where: str) -> torch.Tensor:
 
 def _kind(value: Any) -> str:
     return "text" if isinstance(value, str) else ("nothing" if value is None else type(value).__name__)
+
+
+def pose_from_inputs(pose_keypoint: Any, pose_text: str | None) -> list[PoseFrame]:
+    """The pose a target node uses: its ``pose_text`` when not blank (an edited pose), else the
+    upstream ``POSE_KEYPOINT``; `PoseKeypointError` when there is neither."""
+    if pose_text is not None and pose_text.strip():
+        return parse_pose_keypoint(pose_text)
+    if pose_keypoint is None:
+        raise PoseKeypointError(
+            "No pose: connect a POSE_KEYPOINT (DWPose Estimator, OpenPose Pose or Readout Pose) or write OpenPose "
+            "JSON into pose_text."
+        )
+    return parse_pose_keypoint(pose_keypoint)

@@ -6,6 +6,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from readout_core import ReadoutError
 from readout_core.pose_drawing import draw_poses
@@ -14,6 +16,7 @@ from readout_core.pose_keypoints import (
     JOINTS,
     PoseKeypointError,
     parse_pose_keypoint,
+    pose_from_inputs,
     pose_keypoint_text,
     pose_keypoint_value,
 )
@@ -144,3 +147,38 @@ def test_text_written_by_hand_is_read():
                        "canvas_height": 80})
     (frame,) = parse_pose_keypoint(text)
     assert torch.allclose(frame.people[0, 0], torch.tensor([0.25, 0.5, 1.0]))
+
+
+def test_the_node_text_wins_over_the_upstream_pose_and_one_is_needed():
+    text = json.dumps({"people": [{"pose_keypoints_2d": body({0: (0.25, 0.5)})}], "canvas_width": 100,
+                       "canvas_height": 80})
+    (edited,) = pose_from_inputs(dwpose_output(), text)
+    assert edited.width == 100
+    (upstream,) = pose_from_inputs(dwpose_output(), "  \n")
+    assert upstream.width == WIDTH
+    with pytest.raises(PoseKeypointError, match="connect a POSE_KEYPOINT"):
+        pose_from_inputs(None, "")
+
+
+POSE_EXAMPLES = 300
+"""Random pose structures per run (the README's reliability section quotes this count)."""
+
+pose_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True) | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=6) | st.dictionaries(
+        st.sampled_from(["people", "pose_keypoints_2d", "canvas_width", "canvas_height", "animals",
+                         "face_keypoints_2d"]), children, max_size=5),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=POSE_EXAMPLES, deadline=None)
+@given(value=pose_values)
+def test_random_structures_give_poses_or_a_pose_error(value):
+    try:
+        frames = parse_pose_keypoint(value)
+    except PoseKeypointError:
+        return
+    for frame in frames:
+        assert frame.people.ndim == 3 and frame.people.shape[1:] == (JOINTS, 3)
+        assert torch.isfinite(frame.people).all() and frame.width >= 1 and frame.height >= 1
