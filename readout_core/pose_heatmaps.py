@@ -43,7 +43,7 @@ def pose_heatmaps(frame: PoseFrame, size: tuple[int, int]) -> tuple[torch.Tensor
             cy = float(person[joint, 1]) * height - 0.5
             gaussian = torch.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma**2))
             heatmaps[joint] = torch.maximum(heatmaps[joint], gaussian)
-    return heatmaps, present.any(dim=0) if present.shape[0] else torch.zeros(JOINTS, dtype=torch.bool)
+    return heatmaps, present.any(dim=0)
 
 
 def read_pose(heatmaps: torch.Tensor, image_size: tuple[int, int], threshold: float = RELEASED_THRESHOLD) -> list[PoseFrame]:

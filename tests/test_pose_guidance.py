@@ -59,6 +59,8 @@ def test_people_combine_by_maximum_and_any_person_makes_a_joint_present():
     second, _ = pose_heatmaps(pose(two), (64, 64))
     assert torch.equal(together, torch.maximum(first, second))
     assert mask.nonzero().flatten().tolist() == [0, 5]
+    nobody, nobody_mask = pose_heatmaps(PoseFrame(width=64, height=64, people=torch.zeros(0, JOINTS, 3)), (8, 8))
+    assert nobody.abs().max() == 0 and not nobody_mask.any() and nobody_mask.shape == (JOINTS,)
 
 
 def test_missing_joints_add_no_loss_and_no_gradient():
