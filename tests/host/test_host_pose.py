@@ -104,6 +104,18 @@ def test_readout_pose_reads_the_heads_peaks_and_draws_the_skeleton(world):
             assert abs(frame.people[0, joint, 1].item() * 128 - (y + 0.5) * 8) <= 4.0
 
 
+def test_readout_pose_reads_clean_latents_by_default(world):
+    latent = {"samples": torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(2))}
+    with torch.inference_mode():
+        pose, skeleton = run_node(world["pack"]["ReadoutGuidance_ReadoutPose"], model=world["model"],
+                                  head=world["head"], latent=latent, conditioning=world["positive"], threshold=0.0,
+                                  percent=1.0)
+        clean = readout_of_latent(world["model"], world["head"], latent, world["positive"], 1.0)
+    (frame,) = parse_pose_keypoint(pose)
+    assert torch.isfinite(clean).all() and skeleton.shape == (1, 128, 128, 3)
+    assert torch.allclose(frame.people, read_pose(clean, (128, 128), threshold=0.0)[0].people, atol=1e-5)
+
+
 def test_keypoint_guidance_halves_the_keypoint_loss(world):
     (term,) = pose_terms(world, pose_keypoint=world["pose"])
     guided = world["model"].clone()
