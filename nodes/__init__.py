@@ -8,6 +8,7 @@ from .guidance_nodes import ApplyReadoutGuidance, SpatialTarget
 from .head_loader import LoadReadoutHead
 from .sampler_nodes import ReadoutGuidedKSampler, ReadoutPreview
 from .model_folders import register_model_folders
+from .pose_nodes import PoseKeypointsTarget, ReadoutPose
 from .reference_nodes import AppearanceReference, DragGuidance, DragPoints, IdentityReference
 from .reference_sampler_nodes import InvertImage, ReadoutReferenceSampler
 from .routes import register_routes
@@ -19,6 +20,8 @@ NODES: list[type[io.ComfyNode]] = [
     ApplyReadoutGuidance,
     ReadoutGuidedKSampler,
     ReadoutPreview,
+    PoseKeypointsTarget,
+    ReadoutPose,
     DragPoints,
     DragGuidance,
     AppearanceReference,

@@ -1,7 +1,7 @@
 """Readout guidance maths, independent of any sampler host.
 
 A guidance *term* pairs a head with what its readout should match and a weight:
-a spatial target (`GuidanceTerm`), or a reference sampled side by side in the same
+a spatial target (`GuidanceTerm`), body poses for a keypoint head (`KeypointTerm`), or a reference sampled side by side in the same
 batch (`AppearanceTerm`, `CorrespondenceTerm` for drag). At a
 guided step the host runs the U-Net with gradients, hands the captured decoder
 features of each CFG branch to `guidance_loss`, differentiates it with respect to the
@@ -26,7 +26,9 @@ from .crop_boxes import PixelBox
 from .drag_points import LATENT_FACTOR, DragPoints
 from .errors import LossInputError, ReadoutError
 from .heads import ReadoutHead
-from .losses import appearance_loss, correspondence_loss, spatial_guidance_loss
+from .losses import appearance_loss, correspondence_loss, keypoint_guidance_loss, spatial_guidance_loss
+from .pose_heatmaps import pose_heatmaps
+from .pose_keypoints import JOINTS, PoseFrame
 
 UPDATE_RULES = ("official", "gradient")
 ADAM_BETAS = (0.9, 0.999)
@@ -79,6 +81,61 @@ class GuidanceTerm:
             )
         sample_target = target[index if target.shape[0] > 1 else 0][None]
         return spatial_guidance_loss(readout[index][None], sample_target, info.control_range, latent_range)
+
+
+@dataclass
+class KeypointTerm:
+    """A keypoint head and the body pose its 18 joint heatmaps should show.
+
+    The poses are rendered as the heads were trained (`pose_heatmaps`) at the readout's
+    size when guidance first sees it; joints missing from the pose are left out of the loss.
+
+    Attributes:
+        head: a keypoint head (18 joint heatmaps).
+        poses: one pose for every latent, or one per latent of the batch.
+        weight: the term's share of the guidance loss.
+        use_emb: feed the U-Net's timestep embedding to the head.
+    """
+
+    head: ReadoutHead
+    poses: tuple[PoseFrame, ...]
+    weight: float = 1.0
+    use_emb: bool = True
+    needs_reference = False
+    _targets: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        info = self.head.info
+        if info.kind != "keypoint" or info.output_channels != JOINTS:
+            raise ReadoutError(
+                f"A pose target needs a keypoint head (18 joint heatmaps, e.g. readout_sdv15_pose_keypoint.pt); "
+                f"this is a {info.kind} head. For a spatial pose head use Spatial Target with a pose image."
+            )
+        self.poses = tuple(self.poses)
+        if not self.poses:
+            raise ReadoutError("A pose target needs at least one pose.")
+        if not any(bool(pose.present().any()) for pose in self.poses):
+            raise ReadoutError("The pose has no joints (every confidence is 0); give a pose with at least one joint.")
+
+    def targets(self, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Heatmaps ``[P, 18, h, w]`` and joint masks ``[P, 18]`` of the poses at ``size`` (h, w), cached."""
+        if size not in self._targets:
+            rendered = [pose_heatmaps(pose, size) for pose in self.poses]
+            self._targets[size] = (torch.stack([r[0] for r in rendered]), torch.stack([r[1] for r in rendered]))
+        return self._targets[size]
+
+    def sample_loss(self, readout: torch.Tensor, index: int, reference: torch.Tensor | None,
+                    latent_range: tuple) -> torch.Tensor:
+        """The masked heatmap loss of sample ``index`` of ``readout`` ``[N, 18, h, w]``."""
+        if len(self.poses) not in (1, readout.shape[0]):
+            raise ReadoutError(
+                f"The pose target has {len(self.poses)} poses but the latent batch has {readout.shape[0]}. "
+                "Give one pose for all latents, or one per latent."
+            )
+        heatmaps, masks = self.targets(tuple(readout.shape[-2:]))
+        pose = index if len(self.poses) > 1 else 0
+        target = heatmaps[pose][None].to(device=readout.device, dtype=readout.dtype)
+        return keypoint_guidance_loss(readout[index][None], target, masks[pose][None], latent_range)
 
 
 @dataclass
@@ -150,7 +207,7 @@ class CorrespondenceTerm:
         return correspondence_loss(readout[index][None], reference[None], source, target, self.ghost_weight)
 
 
-AnyTerm = GuidanceTerm | AppearanceTerm | CorrespondenceTerm
+AnyTerm = GuidanceTerm | KeypointTerm | AppearanceTerm | CorrespondenceTerm
 
 
 def _feature_box(box: PixelBox, readout: torch.Tensor) -> tuple[int, int, int, int]:

@@ -54,6 +54,37 @@ def spatial_guidance_loss(
     return F.mse_loss(prediction, control.expand_as(prediction))
 
 
+def keypoint_guidance_loss(
+    prediction: torch.Tensor,
+    heatmaps: torch.Tensor,
+    joint_mask: torch.Tensor,
+    latent_range: Range,
+) -> torch.Tensor:
+    """Squared error between joint heatmaps and their targets, over the joints that are there.
+
+    ``prediction`` ``[N, K, h, w]``; ``heatmaps`` ``[N or 1, K, h, w]`` (the target, 0..1);
+    ``joint_mask`` ``[N or 1, K]`` bool: joints to compare. The mean squared error of each
+    compared joint's heatmap is averaged over those joints, so a missing joint adds neither
+    loss nor gradient (its readout is left free, not pulled to zero). As the spatial loss
+    maps its control range onto the latent's range, the result is scaled by
+    ``(high − low)²`` of ``latent_range``. With no joint to compare it is an exact zero that
+    still back-propagates.
+    """
+    _require_4d(prediction=prediction, heatmaps=heatmaps)
+    if heatmaps.shape[1:] != prediction.shape[1:] or heatmaps.shape[0] not in (1, prediction.shape[0]):
+        raise LossInputError(
+            f"Keypoint targets {tuple(heatmaps.shape)} do not fit the readout {tuple(prediction.shape)}."
+        )
+    if joint_mask.shape != heatmaps.shape[:2]:
+        raise LossInputError(f"The joint mask {tuple(joint_mask.shape)} must be {tuple(heatmaps.shape[:2])}.")
+    mask = joint_mask.to(device=prediction.device, dtype=torch.bool).expand(prediction.shape[:2])
+    if not mask.any():
+        return prediction.sum() * 0
+    per_joint = ((prediction - heatmaps.detach().to(prediction.dtype)) ** 2).mean(dim=(-2, -1))
+    low, high = latent_range
+    return per_joint[mask].mean() * (high - low) ** 2
+
+
 def appearance_loss(
     generated: torch.Tensor,
     reference: torch.Tensor,

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import test_drag_points
+import test_pose_keypoints
 import test_robustness
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +45,7 @@ def test_reliability_figures_match_the_tests():
         f"{bad_points} hand-written bad point lists",
         f"{test_drag_points.JSON_EXAMPLES} random JSON structures",
         f"{test_drag_points.TEXT_EXAMPLES}\nrandom strings",
+        f"{test_pose_keypoints.POSE_EXAMPLES} random pose structures",
         f"{test_robustness.EXAMPLES} random tensors",
         f"{len(test_robustness.DTYPES)} dtypes",
         f"{test_robustness.EXAMPLES} random face-box texts and {test_robustness.EXAMPLES} random masks",

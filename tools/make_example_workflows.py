@@ -132,26 +132,34 @@ DRAG_POINTS_EXAMPLE = {"sdxl": '{"width": 1024, "height": 1024, "pairs": [{"hand
                        "sd15": '{"width": 512, "height": 512, "pairs": [{"handle": [200, 260], "target": [300, 260]}]}'}
 
 
+def generation(family: str, prompt: str) -> tuple[list[dict], list[tuple]]:
+    """Text-to-image with a DDIM KSampler (``gen``) and its decoded image (``gen_decode``)."""
+    nodes = [*text_to_image(family, prompt),
+             node("gen", "KSampler", seed=0, steps=50, cfg=7.5, sampler_name="ddim", scheduler="ddim_uniform",
+                  denoise=1.0),
+             node("gen_decode", "VAEDecode")]
+    links = [*CLIP_LINKS, ("ckpt", 0, "gen", "model"), ("pos", 0, "gen", "positive"), ("neg", 0, "gen", "negative"),
+             ("empty", 0, "gen", "latent_image"), ("gen", 0, "gen_decode", "samples"), ("ckpt", 2, "gen_decode", "vae")]
+    return nodes, links
+
+
 def drag_generated() -> dict:
     family = "sdxl"
     end_nodes, end_links = decode_both("readout_drag")
+    gen_nodes, gen_links = generation(family, "a red apple on a wooden table")
     nodes = [
         note(f"Drag a generated image (SDXL, released preset).\nModels: {CHECKPOINT[family]}. {HEADS_NOTE}\n"
              "1. Queue once: the first sampler makes the image. 2. Drag points on the Drag Points canvas "
              "(press on the content, drag to where it should go). 3. Queue again: the reference sampler regenerates "
              "the image from the same seed and moves the content."),
-        *text_to_image(family, "a red apple on a wooden table"),
-        node("gen", "KSampler", seed=0, steps=50, cfg=7.5, sampler_name="ddim", scheduler="ddim_uniform", denoise=1.0),
-        node("gen_decode", "VAEDecode"),
+        *gen_nodes,
         node("points", "ReadoutGuidance_DragPoints", points=DRAG_POINTS_EXAMPLE[family]),
         *drag_heads("sdxl"),
         node("drag", "ReadoutGuidance_DragGuidance", correspondence_weight=1.0, appearance_weight=1.0),
         reference_sampler(preset="drag: generated image (SDXL)", gradient_checkpointing=True),
         *end_nodes,
     ]
-    links = [*CLIP_LINKS, ("ckpt", 0, "gen", "model"), ("pos", 0, "gen", "positive"), ("neg", 0, "gen", "negative"),
-             ("empty", 0, "gen", "latent_image"), ("gen", 0, "gen_decode", "samples"), ("ckpt", 2, "gen_decode", "vae"),
-             ("gen_decode", 0, "points", "image"), ("corr", 0, "drag", "correspondence_head"),
+    links = [*gen_links, ("gen_decode", 0, "points", "image"), ("corr", 0, "drag", "correspondence_head"),
              ("app", 0, "drag", "appearance_head"), ("points", 0, "drag", "points"),
              ("ckpt", 0, "sampler", "model"), ("pos", 0, "sampler", "positive"), ("neg", 0, "sampler", "negative"),
              ("empty", 0, "sampler", "latent_image"), ("drag", 0, "sampler", "terms"), *end_links]
@@ -218,6 +226,38 @@ def appearance(identity: bool) -> dict:
     return {"nodes": nodes, "links": links}
 
 
+def pose_edit_generated() -> dict:
+    family = "sd15"
+    end_nodes, end_links = decode_both("readout_pose_edit")
+    gen_nodes, gen_links = generation(family, "a photo of a dancer in a red dress on a beach")
+    nodes = [
+        note(f"Pose edit of a generated image (SD1.5).\nModels: {CHECKPOINT[family]}. {HEADS_NOTE}\n"
+             "1. Queue once: the KSampler makes the image and Readout Pose reads its pose with the keypoint head "
+             "(the skeleton shows; the pose's JSON shows under Readout Pose). 2. Copy that JSON into Pose Keypoints' "
+             "pose_text and change joints' x, y (image pixels); a joint set to 0, 0, 0 is left free. 3. Queue again: "
+             "the reference sampler regenerates the image from the same seed, guided to the new pose while the "
+             "appearance term keeps its colours. With pose_text empty the read pose itself is the target."),
+        *gen_nodes,
+        node("gen_preview", "PreviewImage"),
+        node("blank", "CLIPTextEncode", text=""),
+        node("pose_head", "ReadoutGuidance_LoadHead", head_name="readout_sdv15_pose_keypoint.pt"),
+        node("read", "ReadoutGuidance_ReadoutPose", threshold=0.1, percent=1.0),
+        node("skeleton", "PreviewImage"),
+        node("app", "ReadoutGuidance_LoadHead", head_name="readout_sdv15_drag_appearance.pt"),
+        node("look", "ReadoutGuidance_AppearanceReference", weight=0.3),
+        node("pose", "ReadoutGuidance_PoseKeypoints", weight=1.0, pose_text=""),
+        reference_sampler(),
+        *end_nodes,
+    ]
+    links = [*gen_links, ("ckpt", 1, "blank", "clip"), ("gen_decode", 0, "gen_preview", "images"),
+             ("ckpt", 0, "read", "model"), ("pose_head", 0, "read", "head"), ("gen", 0, "read", "latent"),
+             ("blank", 0, "read", "conditioning"), ("read", 1, "skeleton", "images"), ("app", 0, "look", "head"),
+             ("pose_head", 0, "pose", "head"), ("read", 0, "pose", "pose_keypoint"), ("look", 0, "pose", "terms"),
+             ("ckpt", 0, "sampler", "model"), ("pos", 0, "sampler", "positive"), ("neg", 0, "sampler", "negative"),
+             ("empty", 0, "sampler", "latent_image"), ("pose", 0, "sampler", "terms"), *end_links]
+    return {"nodes": nodes, "links": links}
+
+
 def train_head() -> dict:
     family = "sd15"
     nodes = [
@@ -258,6 +298,7 @@ WORKFLOWS = {
     "appearance_variations_sdxl": lambda: appearance(identity=False),
     "identity_reference_sd15": lambda: appearance(identity=True),
     "train_depth_head_sd15": train_head,
+    "pose_edit_generated_image_sd15": pose_edit_generated,
 }
 
 

@@ -17,7 +17,8 @@ from workflow_check import workflow_problems  # noqa: E402
 WORKFLOWS = sorted((PACK_DIR / "example_workflows").glob("*.json"))
 APPLICATIONS = ["pose_control_sd15", "depth_control_sd15", "edge_control_sd15", "pose_control_sdxl",
                 "depth_control_sdxl", "edge_control_sdxl", "controlnet_depth_refined_sd15", "drag_generated_image_sdxl",
-                "drag_real_image_sd15", "appearance_variations_sdxl", "identity_reference_sd15", "train_depth_head_sd15"]
+                "drag_real_image_sd15", "appearance_variations_sdxl", "identity_reference_sd15", "train_depth_head_sd15",
+                "pose_edit_generated_image_sd15"]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,110 @@
+"""Pose Keypoints (a body pose as the target of a keypoint head) and Readout Pose (a keypoint
+head as a pose reader of latents)."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io, ui
+
+from readout_core.guidance import KeypointTerm
+from readout_core.host_adapter import readout_of_latent, show_text_under_node
+from readout_core.pose_drawing import draw_poses
+from readout_core.pose_heatmaps import RELEASED_THRESHOLD, read_pose
+from readout_core.pose_keypoints import (
+    PoseKeypointError,
+    load_json_text,
+    pose_from_inputs,
+    pose_keypoint_text,
+    pose_keypoint_value,
+)
+
+from .io_types import GuidanceTermsType, PoseKeypointType, ReadoutHeadType
+from .sampler_nodes import LATENT_TO_PIXELS
+
+POSE_TEXT_EXAMPLE = '{"people": [{"pose_keypoints_2d": [x, y, c, ...18 joints]}], "canvas_width": W, "canvas_height": H}'
+
+
+class PoseKeypointsTarget(io.ComfyNode):
+    """A body pose (POSE_KEYPOINT or OpenPose JSON) as a guidance term for a keypoint head."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ReadoutGuidance_PoseKeypoints",
+            display_name="Pose Keypoints",
+            category="Readout Guidance",
+            description="Makes a body pose the target of a pose keypoint head (readout_sdv15 / sdxl_pose_keypoint): "
+            "the generation is steered so the head finds the joints there. Joints missing from the pose are left free.",
+            inputs=[
+                ReadoutHeadType.Input("head", tooltip="A pose keypoint head (18 joints) from Load Readout Head."),
+                io.Float.Input("weight", default=1.0, min=0.0, max=100.0, step=0.01,
+                               tooltip="This term's share of the guidance loss (relative to the other terms)."),
+                PoseKeypointType.Input("pose_keypoint", optional=True,
+                                       tooltip="POSE_KEYPOINT from DWPose Estimator, OpenPose Pose or Readout Pose: "
+                                       "one pose for all latents, or one per latent."),
+                io.String.Input("pose_text", multiline=True, default="", optional=True,
+                                tooltip="OpenPose JSON, e.g. " + POSE_TEXT_EXAMPLE + " (pixels or 0..1 fractions). "
+                                "When not empty it is used instead of pose_keypoint (an edited pose)."),
+                GuidanceTermsType.Input("terms", optional=True, tooltip="Earlier guidance terms to add this one to."),
+            ],
+            outputs=[GuidanceTermsType.Output(display_name="terms", tooltip="Guidance terms for Apply Readout Guidance, "
+                                              "the Readout Guided KSampler or the Readout Reference Sampler.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, pose_text: str | None = None, **_unused) -> bool | str:
+        if pose_text is None or not pose_text.strip():  # linked, or the upstream pose is used: checked when it runs
+            return True
+        try:
+            load_json_text(pose_text, "pose_text")
+        except PoseKeypointError as error:
+            return str(error)
+        return True
+
+    @classmethod
+    def execute(cls, head, weight: float, pose_keypoint=None, pose_text: str = "", terms=None) -> io.NodeOutput:
+        poses = pose_from_inputs(pose_keypoint, pose_text)
+        return io.NodeOutput(list(terms or []) + [KeypointTerm(head=head, poses=tuple(poses), weight=weight)])
+
+
+class ReadoutPose(io.ComfyNode):
+    """What pose a keypoint head reads from a latent: POSE_KEYPOINT and an OpenPose skeleton."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ReadoutGuidance_ReadoutPose",
+            display_name="Readout Pose",
+            category="Readout Guidance",
+            description="Reads the body pose of a latent with a pose keypoint head: POSE_KEYPOINT (as DWPose outputs "
+            "it, pixels of the image) and the OpenPose skeleton. One person per image. The pose's JSON shows under "
+            "the node: copy it into Pose Keypoints' pose_text to edit it.",
+            inputs=[
+                io.Model.Input("model", tooltip="The model the head reads (SD1.5 or SDXL)."),
+                ReadoutHeadType.Input("head", tooltip="A pose keypoint head (18 joints)."),
+                io.Latent.Input("latent", tooltip="A latent (a sampler's output, or VAE Encode of an image)."),
+                io.Conditioning.Input("conditioning", tooltip="Conditioning for the U-Net pass (the heads were "
+                                      "trained with an empty prompt: use CLIP Text Encode with no text)."),
+                io.Float.Input("threshold", default=RELEASED_THRESHOLD, min=0.0, max=1.0, step=0.01,
+                               tooltip="A joint counts when its heatmap reaches this (released: 0.1)."),
+                io.Float.Input("percent", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Noise level to read at, as a percent of the schedule (1.0 = clean; the "
+                               "keypoint heads were trained on clean images)."),
+            ],
+            outputs=[
+                PoseKeypointType.Output(display_name="pose_keypoint", tooltip="The pose, one entry per image."),
+                io.Image.Output(display_name="skeleton", tooltip="The pose as an OpenPose skeleton, image-sized."),
+            ],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, model, head, latent, conditioning, threshold: float, percent: float) -> io.NodeOutput:
+        if head.info.kind != "keypoint":
+            raise PoseKeypointError(f"Readout Pose needs a pose keypoint head; this is a {head.info.kind} head. "
+                                    "Use Readout Preview to see what other heads read.")
+        heatmaps = readout_of_latent(model, head, latent, conditioning, percent)
+        size = (heatmaps.shape[-1] * LATENT_TO_PIXELS, heatmaps.shape[-2] * LATENT_TO_PIXELS)
+        frames = read_pose(heatmaps, size, threshold)
+        skeleton = draw_poses(frames)
+        show_text_under_node(pose_keypoint_text(frames))
+        return io.NodeOutput(pose_keypoint_value(frames), skeleton, ui=ui.PreviewImage(skeleton, cls=cls))
