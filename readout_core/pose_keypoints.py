@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from .errors import ReadoutError
+from .safe_json import read_json
 
 JOINT_NAMES = (
     "nose", "neck", "right shoulder", "right elbow", "right wrist", "left shoulder", "left elbow", "left wrist",
@@ -56,7 +57,7 @@ COLOURS = (
 )
 """OpenPose's colours: joint j and limb j use colour j (what pose ControlNets were trained on)."""
 
-MAX_TEXT_CHARS = 4_000_000
+MAX_TEXT_CHARS = 1_048_576
 MAX_FRAMES = 4096
 MAX_PEOPLE = 100
 MAX_CANVAS = 16384
@@ -126,21 +127,10 @@ def parse_pose_keypoint(value: Any) -> list[PoseFrame]:
 
 
 def load_json_text(text: str, what: str) -> Any:
-    """JSON text → Python values, bounded in size and nesting, with errors that say where."""
-    if len(text) > MAX_TEXT_CHARS:
-        raise PoseKeypointError(f"{what} has {len(text)} characters; at most {MAX_TEXT_CHARS} are read.")
-    if not text.strip():
+    """JSON text → Python values through the pack's bounded reader (size, nesting, finite numbers)."""
+    if isinstance(text, str) and not text.strip():
         raise PoseKeypointError(f"{what} is empty; give a POSE_KEYPOINT input or OpenPose JSON.")
-
-    def refuse_constant(name: str) -> None:
-        raise PoseKeypointError(f"{what} contains {name}; use finite numbers.")
-
-    try:
-        return json.loads(text, parse_constant=refuse_constant)
-    except json.JSONDecodeError as exc:
-        raise PoseKeypointError(f"{what} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}.") from exc
-    except RecursionError as exc:
-        raise PoseKeypointError(f"{what} is nested too deeply to be an OpenPose pose.") from exc
+    return read_json(text, what, PoseKeypointError, MAX_TEXT_CHARS)
 
 
 def _frame(entry: Any, index: int) -> PoseFrame:

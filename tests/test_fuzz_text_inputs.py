@@ -17,12 +17,13 @@ from fuzz_bounds import bounded
 from readout_core import HeadConfigError, HeadInfo, ReadoutError
 from readout_core.crop_boxes import MAX_BOX_CHARS, parse_box
 from readout_core.drag_points import MAX_POINTS_CHARS, PointsError, parse_drag_points
+from readout_core.pose_keypoints import PoseKeypointError, parse_pose_keypoint
 from readout_core.presets import PRESET_NAMES, check_preset_name
 from readout_core.safe_json import MAX_DEPTH, read_json
 from readout_core.training_data import MAX_PAIRS_JSON_BYTES, PointPair, point_pairs
 
 TEXT_EXAMPLES = 150
-"""Hostile texts per text input (drag points, face box, preset name, head metadata, pairs.json)."""
+"""Hostile texts per text input (drag points, face box, preset name, head metadata, pose text, pairs.json)."""
 
 UNITS = ["[", "{\"a\":", "[1, 2], ", "9", "\"\\u00e9\\\"", "NaN, ", "1e999, ", " ", "é", "\ud800", "]", "}"]
 hostile = (
@@ -32,7 +33,8 @@ hostile = (
                 st.sampled_from(["[1, 2]", "NaN", "Infinity", "-Infinity", "1e400", "1" * 40, "\"x\"", ""]))
     | st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
                    lambda c: st.lists(c, max_size=4) | st.dictionaries(
-                       st.sampled_from(["pairs", "handle", "target", "x", "y", "width", "height", "a", "b", "points"]),
+                       st.sampled_from(["pairs", "handle", "target", "x", "y", "width", "height", "a", "b", "points", "people",
+                                        "pose_keypoints_2d", "canvas_width", "canvas_height"]),
                        c, max_size=4), max_leaves=20).map(json.dumps)
 )
 not_text = st.none() | st.integers() | st.lists(st.integers(), max_size=3) | st.binary(max_size=5)
@@ -74,6 +76,13 @@ def test_preset_name(text):
 def test_head_metadata(text):
     result = _only(bounded(lambda: HeadInfo.from_json(text)), HeadConfigError)
     assert isinstance(result, (HeadInfo, ReadoutError))
+
+
+@settings(FUZZ)
+@given(text=hostile | not_text)
+def test_pose_text(text):
+    result = _only(bounded(lambda: parse_pose_keypoint(text)), PoseKeypointError)
+    assert isinstance(result, ReadoutError) or all(frame.people.shape[1:] == (18, 3) for frame in result)
 
 
 @settings(FUZZ)
