@@ -40,6 +40,8 @@ def test_reliability_figures_match_the_tests():
     escaping = _parametrize_cases(REPO / "tests" / "host" / "test_host_validation.py",
                                   "test_head_names_cannot_leave_the_heads_folder")
     faults = len(_constant(REPO / "tests" / "host" / "test_host_faults.py", "FAULT_PATHS"))
+    soak = REPO / "tests" / "host" / "test_host_soak.py"
+    prompts = _constant(soak, "PROMPTS")
     expected = [
         f"{escaping} escaping names",
         f"{bad_points} hand-written bad point lists",
@@ -50,6 +52,10 @@ def test_reliability_figures_match_the_tests():
         f"{len(test_robustness.DTYPES)} dtypes",
         f"{test_robustness.EXAMPLES} random face-box texts and {test_robustness.EXAMPLES} random masks",
         f"{faults} fault paths",
+        f"{prompts} prompts through `/prompt`",
+        f"every {_constant(soak, 'INTERRUPT_EVERY')}th one",
+        f"after every {_constant(soak, 'MALFORMED_EVERY')}th",
+        f"less than {round(_constant(soak, 'RSS_GROWTH_LIMIT') * 100)} %",
     ]
     flat = re.sub(r"\s+", " ", section)
     for phrase in expected:

@@ -135,6 +135,8 @@ class HostGuidance:
         make_autograd_safe(model.diffusion_model)
         for module in control_modules(getattr(guider, "conds", None)):
             make_autograd_safe(module)
+        for term in self.settings.terms:  # Load Readout Head builds heads in the prompt's inference mode
+            make_autograd_safe(term.head)
         step = self._official_step if self.settings.rule == "official" else self._gradient_step
         out_of_memory = None
         try:
