@@ -19,7 +19,7 @@ from host_support import require_host
 HOST = require_host()
 
 import comfy.sample  # noqa: E402
-from tiny_host import conds, make_gaussian_denoiser, run_node, tiny_host_model  # noqa: E402
+from tiny_host import conds, make_gaussian_denoiser, random_head, run_node, tiny_host_model  # noqa: E402
 
 from readout_core import HeadInfo, ReadoutError, ReadoutHead  # noqa: E402
 from readout_core.guidance import GuidanceSettings  # noqa: E402
@@ -33,15 +33,8 @@ READ_PERCENT = 0.95
 
 
 def keypoint_head(patcher, seed: int) -> ReadoutHead:
-    layout = host_decoder_layout(patcher.model.diffusion_model)
-    torch.manual_seed(seed)
-    info = HeadInfo(kind="keypoint", family=layout.family, dims=layout.dims, projection_dim=128, emb_dim=128,
-                    output_channels=JOINTS, output_activation=False, control_type="pose_keypoint",
-                    control_range=(0.0, 1.0))
-    head = ReadoutHead(info)
-    with torch.no_grad():
-        head.mixing_weights.normal_()
-    return head.eval().requires_grad_(False)
+    return random_head(host_decoder_layout(patcher.model.diffusion_model), "keypoint", seed, output_channels=JOINTS,
+                       output_activation=False, control_type="pose_keypoint", control_range=(0.0, 1.0))
 
 
 @pytest.fixture(scope="module")

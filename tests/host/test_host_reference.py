@@ -17,9 +17,9 @@ from host_support import require_host
 HOST = require_host()
 
 import comfy.sample  # noqa: E402
-from tiny_host import conds, make_gaussian_denoiser, run_node, tiny_host_model  # noqa: E402
+from tiny_host import conds, make_gaussian_denoiser, random_head, run_node, tiny_host_model  # noqa: E402
 
-from readout_core import DecoderFeatureCapture, HeadInfo, ReadoutError, ReadoutHead  # noqa: E402
+from readout_core import DecoderFeatureCapture, ReadoutError  # noqa: E402
 from readout_core.drag_points import PointsError  # noqa: E402
 from readout_core.host_adapter import host_decoder_layout, host_feature_modules, host_head_embedding  # noqa: E402
 from readout_core.host_adapter.inversion import invert_latent  # noqa: E402
@@ -28,14 +28,6 @@ from readout_core.host_adapter.reference_sampling import per_sample_cfg  # noqa:
 SCALE = 0.18215  # SD1.5 latent scale: LATENT dicts hold un-scaled latents
 HANDLE, TARGET = (40, 48), (88, 48)  # image pixels (x, y) on the 128×128 image of a 16×16 latent
 STEPS = 20
-
-
-def relative_head(layout, kind: str, seed: int) -> ReadoutHead:
-    torch.manual_seed(seed)
-    head = ReadoutHead(HeadInfo(kind=kind, family=layout.family, dims=layout.dims, projection_dim=128, emb_dim=128))
-    with torch.no_grad():
-        head.mixing_weights.normal_()
-    return head.eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +39,7 @@ def world(pack):
     scene = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(5))
     scene[:, 0, 4:8, 3:7] = 2.5  # the object under the handle (latent y 6, x 5)
     return {"pack": pack, "model": model, "positive": positive, "negative": negative,
-            "correspondence": relative_head(layout, "correspondence", 1), "appearance": relative_head(layout, "appearance", 2),
+            "correspondence": random_head(layout, "correspondence", 1), "appearance": random_head(layout, "appearance", 2),
             "latent": {"samples": scene / SCALE}}
 
 

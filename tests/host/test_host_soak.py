@@ -24,9 +24,9 @@ from host_support import PACK_DIR, require_host
 HOST = require_host()
 
 from host_server import get_json, running_server  # noqa: E402
-from tiny_host import tiny_host_model, tiny_spatial_head  # noqa: E402
+from tiny_host import random_head, tiny_host_model, tiny_spatial_head  # noqa: E402
 
-from readout_core import HeadInfo, ReadoutHead, save_head  # noqa: E402
+from readout_core import save_head  # noqa: E402
 from readout_core.host_adapter import host_decoder_layout  # noqa: E402
 
 PROMPTS = 20
@@ -68,22 +68,14 @@ NODE_CLASS_MAPPINGS = {{"SoakTinyModel": SoakTinyModel}}
 '''
 
 
-def relative_head(layout, kind: str, seed: int) -> ReadoutHead:
-    torch.manual_seed(seed)
-    head = ReadoutHead(HeadInfo(kind=kind, family=layout.family, dims=layout.dims, projection_dim=128, emb_dim=128))
-    with torch.no_grad():
-        head.mixing_weights.normal_()
-    return head.eval().requires_grad_(False)
-
-
 def write_models(base: Path) -> None:
     """The heads (for the tiny model's layout) and the test-only model node into the server's folders."""
     patcher = tiny_host_model("sd15", seed=MODEL_SEED)
     layout = host_decoder_layout(patcher.model.diffusion_model)
     heads = base / "models" / "readout_heads"
     save_head(tiny_spatial_head(patcher, seed=1), heads / "soak_depth.safetensors")
-    save_head(relative_head(layout, "correspondence", 2), heads / "soak_correspondence.safetensors")
-    save_head(relative_head(layout, "appearance", 3), heads / "soak_appearance.safetensors")
+    save_head(random_head(layout, "correspondence", 2), heads / "soak_correspondence.safetensors")
+    save_head(random_head(layout, "appearance", 3), heads / "soak_appearance.safetensors")
     (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
     (base / "custom_nodes" / "soak_tiny_model.py").write_text(TINY_MODEL_NODE)
 

@@ -55,16 +55,20 @@ def tiny_host_model(family: str = "sd15", seed: int = 0, dtype: torch.dtype = to
     return comfy.model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu)
 
 
-def tiny_spatial_head(patcher, seed: int = 0, control_type: str = "depth") -> ReadoutHead:
-    """A random spatial head reading the tiny model's decoder layers."""
-    layout = host_decoder_layout(patcher.model.diffusion_model)
+def random_head(layout, kind: str, seed: int, **info_fields) -> ReadoutHead:
+    """A random head of ``kind`` reading ``layout``'s decoder layers (mixing weights drawn too), frozen."""
     torch.manual_seed(seed)
-    info = HeadInfo(kind="spatial", family=layout.family, dims=layout.dims, projection_dim=128, emb_dim=128,
-                    output_channels=3, control_type=control_type, control_range=(-1.0, 1.0))
-    head = ReadoutHead(info)
+    head = ReadoutHead(HeadInfo(kind=kind, family=layout.family, dims=layout.dims, projection_dim=128, emb_dim=128,
+                                **info_fields))
     with torch.no_grad():
         head.mixing_weights.normal_()
     return head.eval().requires_grad_(False)
+
+
+def tiny_spatial_head(patcher, seed: int = 0, control_type: str = "depth") -> ReadoutHead:
+    """A random spatial head reading the tiny model's decoder layers."""
+    return random_head(host_decoder_layout(patcher.model.diffusion_model), "spatial", seed, output_channels=3,
+                       control_type=control_type, control_range=(-1.0, 1.0))
 
 
 def conds(family: str, batch: int = 1, seed: int = 0):
