@@ -163,7 +163,7 @@ class CoreBench:
     """The same steps on diffusers' U-Net through the core (features, head, loss, update)."""
 
     def __init__(self, args) -> None:
-        from readout_core.features import diffusers_feature_modules, diffusers_layout
+        from readout_core.diffusers_adapter.feature_modules import diffusers_feature_modules, diffusers_layout
 
         self.args, self.device, self.dtype = args, torch.device(args.device), DTYPES[args.dtype]
         self.unet = diffusers_unet(args.layout, self.device, self.dtype)
@@ -185,7 +185,8 @@ class CoreBench:
         return self.unet(both, t, self.context, added_cond_kwargs=self.added).sample.float()
 
     def _guided_eps(self, x: torch.Tensor, t: torch.Tensor, rule: str, head_time: list[float]) -> torch.Tensor:
-        from readout_core.features import DecoderFeatureCapture, diffusers_head_embedding
+        from readout_core.diffusers_adapter.feature_modules import diffusers_head_embedding
+        from readout_core.features import DecoderFeatureCapture
         from readout_core.losses import spatial_guidance_loss
 
         batch = x.shape[0]

@@ -12,8 +12,8 @@ import folder_paths
 from comfy_api.latest import io
 
 from readout_core import HeadFileError, load_head
-from readout_core.download import download_head
-from readout_core.published_heads import find_published_head, published_head_names
+from readout_core.heads.download import download_head
+from readout_core.heads.published import find_published_head, published_head_names
 
 from .io_types import ReadoutHeadType
 from .model_folders import HEADS_FOLDER, head_file_names

@@ -12,4 +12,4 @@ DragPointsType = io.Custom("READOUT_DRAG_POINTS")
 """`readout_core.drag_points.DragPoints`: handle → target pairs on the image to edit."""
 
 PoseKeypointType = io.Custom("POSE_KEYPOINT")
-"""comfyui_controlnet_aux's pose type: a list, one per image, of OpenPose dicts (see `readout_core.pose_keypoints`)."""
+"""comfyui_controlnet_aux's pose type: a list, one per image, of OpenPose dicts (see `readout_core.pose.keypoints`)."""

@@ -7,9 +7,10 @@ from comfy_api.latest import io, ui
 
 from readout_core.guidance import KeypointTerm
 from readout_core.host_adapter import readout_of_latent, show_text_under_node
-from readout_core.pose_drawing import draw_poses
-from readout_core.pose_heatmaps import RELEASED_THRESHOLD, read_pose
-from readout_core.pose_keypoints import (
+from readout_core.latent_scale import PIXELS_PER_LATENT
+from readout_core.pose.drawing import draw_poses
+from readout_core.pose.heatmaps import RELEASED_THRESHOLD, read_pose
+from readout_core.pose.keypoints import (
     PoseKeypointError,
     load_json_text,
     pose_from_inputs,
@@ -18,7 +19,6 @@ from readout_core.pose_keypoints import (
 )
 
 from .io_types import GuidanceTermsType, PoseKeypointType, ReadoutHeadType
-from .sampler_nodes import LATENT_TO_PIXELS
 
 POSE_TEXT_EXAMPLE = '{"people": [{"pose_keypoints_2d": [x, y, c, ...18 joints]}], "canvas_width": W, "canvas_height": H}'
 
@@ -103,7 +103,7 @@ class ReadoutPose(io.ComfyNode):
             raise PoseKeypointError(f"Readout Pose needs a pose keypoint head; this is a {head.info.kind} head. "
                                     "Use Readout Preview to see what other heads read.")
         heatmaps = readout_of_latent(model, head, latent, conditioning, percent)
-        size = (heatmaps.shape[-1] * LATENT_TO_PIXELS, heatmaps.shape[-2] * LATENT_TO_PIXELS)
+        size = (heatmaps.shape[-1] * PIXELS_PER_LATENT, heatmaps.shape[-2] * PIXELS_PER_LATENT)
         frames = read_pose(heatmaps, size, threshold)
         skeleton = draw_poses(frames)
         show_text_under_node(pose_keypoint_text(frames))

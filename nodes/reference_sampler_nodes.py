@@ -10,7 +10,7 @@ from readout_core.guidance import GuidanceSettings, reference_layout
 from readout_core.host_adapter.inversion import invert_latent
 from readout_core.host_adapter.reference_sampling import ReferenceRun, sample_with_reference
 from readout_core.errors import ReadoutError
-from readout_core.presets import EDIT_STARTS, PRESET_NAMES, check_preset_name
+from .presets import EDIT_STARTS, PRESET_NAMES, check_preset_name
 
 from .guidance_nodes import guidance_setting_inputs, window_problem
 from .io_types import GuidanceTermsType

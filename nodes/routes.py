@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from readout_core.presets import PRESETS
+from .presets import PRESETS
 
 PRESETS_ROUTE = "/readout_guidance/presets"
 _registered = False

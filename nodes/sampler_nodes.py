@@ -8,12 +8,11 @@ from comfy_api.latest import io, ui
 
 from readout_core.guidance import GuidanceSettings
 from readout_core.host_adapter import HostGuidance, readout_of_latent
-from readout_core.preview import render_readout
+from readout_core.latent_scale import PIXELS_PER_LATENT
+from readout_core.heads.preview import render_readout
 
 from .guidance_nodes import guidance_setting_inputs, window_problem
 from .io_types import GuidanceTermsType, ReadoutHeadType
-
-LATENT_TO_PIXELS = 8
 
 
 class ReadoutGuidedKSampler(io.ComfyNode):
@@ -93,6 +92,6 @@ class ReadoutPreview(io.ComfyNode):
     def execute(cls, model, head, latent, conditioning, percent) -> io.NodeOutput:
         readout = readout_of_latent(model, head, latent, conditioning, percent)
         image = render_readout(readout, head.info)
-        size = (image.shape[1] * LATENT_TO_PIXELS, image.shape[2] * LATENT_TO_PIXELS)
+        size = (image.shape[1] * PIXELS_PER_LATENT, image.shape[2] * PIXELS_PER_LATENT)
         image = F.interpolate(image.movedim(-1, 1), size=size, mode="nearest").movedim(1, -1)
         return io.NodeOutput(image, ui=ui.PreviewImage(image, cls=cls))

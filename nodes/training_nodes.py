@@ -1,5 +1,5 @@
 """Train Readout Head: a head trained on your own images with the loaded checkpoint,
-saved into ``models/readout_heads`` (thin wrapper around `readout_core.head_training`)."""
+saved into ``models/readout_heads`` (thin wrapper around `readout_core.training.from_folder`)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import folder_paths
 from comfy_api.latest import io
 
 from readout_core import ReadoutError, load_head
-from readout_core.head_training import TRAINABLE_KINDS, TrainRequest, train_from_folder
+from readout_core.training.from_folder import TRAINABLE_KINDS, TrainRequest, train_from_folder
 from readout_core.host_adapter import show_text_under_node
 from readout_core.host_adapter.training_source import HostFeatureSource
-from readout_core.training import RECIPES, TrainingConfig
+from readout_core.training.loop import RECIPES, TrainingConfig
 
 from .io_types import ReadoutHeadType
 from .model_folders import HEADS_FOLDER

@@ -19,10 +19,10 @@ __version__ = "0.1.0"
 _LAZY_NAMES = {
     "features": ("LAYOUTS", "SD15_LAYOUT", "SDXL_LAYOUT", "DecoderFeatureCapture", "DecoderLayout", "decoder_layout",
                  "resize_and_concat", "sinusoidal_timestep_embedding"),
-    "head_files": ("HEAD_EXTENSIONS", "build_head", "convert_published_head", "load_head", "read_head_file",
+    "heads.files": ("HEAD_EXTENSIONS", "build_head", "convert_published_head", "load_head", "read_head_file",
                    "save_head"),
-    "head_info": ("KINDS", "HeadInfo"),
-    "heads": ("ReadoutHead", "count_parameters"),
+    "heads.info": ("KINDS", "HeadInfo"),
+    "heads.network": ("ReadoutHead", "count_parameters"),
 }
 _MODULE_OF = {name: module for module, names in _LAZY_NAMES.items() for name in names}
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from .errors import HeadFileError, ReadoutError
-from .head_info import KINDS
-from .train_cli import add_train_parser
+from .heads.info import KINDS
+from .training.cli import add_train_parser
 
 if TYPE_CHECKING:
-    from .heads import ReadoutHead
+    from .heads.network import ReadoutHead
 
 TINY_HEADS = "readout_core/tiny_world/weights"
 """Where the shipped tiny-world heads lie (relative to the pack folder): files to try `info` on."""
@@ -36,12 +36,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(run_demo(args.out, args.seed))
         elif args.command == "train":
-            from .train_cli import run_train
+            from .training.cli import run_train
 
             return run_train(args)
         elif args.command == "info":
-            from .head_files import load_head
-            from .heads import count_parameters
+            from .heads.files import load_head
+            from .heads.network import count_parameters
 
             head = load_head(args.path)
             parameters = count_parameters(head)
@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _convert(source: str, destination: str, kind: str | None, force: bool) -> None:
-    from .head_files import convert_published_head
-    from .heads import count_parameters
+    from .heads.files import convert_published_head
+    from .heads.network import count_parameters
 
     if Path(destination).exists() and not force:
         raise HeadFileError(f"{destination} already exists; add --force to overwrite it, or choose another name.")

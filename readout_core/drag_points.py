@@ -27,9 +27,9 @@ from typing import Any
 import torch
 
 from .errors import ReadoutError
+from .latent_scale import PIXELS_PER_LATENT
 from .safe_json import read_json
 
-LATENT_FACTOR = 8
 """Image pixels per latent pixel of the SD1.5 / SDXL VAE."""
 MAX_POINTS_CHARS = 64 * 1024
 """Longest points text read (about 1,000 pairs in the canvas format; drag edits use a handful)."""
@@ -55,7 +55,7 @@ class DragPoints:
     targets: torch.Tensor
     image_size: tuple[int, int]
     dropped: tuple[str, ...] = field(default=())
-    latent_factor: int = LATENT_FACTOR
+    latent_factor: int = PIXELS_PER_LATENT
 
     def __len__(self) -> int:
         return int(self.handles.shape[0])
@@ -78,7 +78,7 @@ class DragPoints:
 
 
 def check_image_fits_latent(image_size: tuple[int, int], latent_size: tuple[int, int],
-                            factor: int = LATENT_FACTOR) -> None:
+                            factor: int = PIXELS_PER_LATENT) -> None:
     """Raise `PointsError` unless an image of ``image_size`` (w, h) encodes to a latent of ``latent_size`` (h, w)."""
     width, height = image_size
     expected = (height // factor, width // factor)

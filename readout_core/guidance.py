@@ -23,12 +23,13 @@ from typing import Sequence
 import torch
 
 from .crop_boxes import PixelBox
-from .drag_points import LATENT_FACTOR, DragPoints
+from .drag_points import DragPoints
 from .errors import LossInputError, ReadoutError
-from .heads import ReadoutHead
+from .latent_scale import PIXELS_PER_LATENT
+from .heads.network import ReadoutHead
 from .losses import appearance_loss, correspondence_loss, keypoint_guidance_loss, spatial_guidance_loss
-from .pose_heatmaps import pose_heatmaps
-from .pose_keypoints import JOINTS, PoseFrame
+from .pose.heatmaps import pose_heatmaps
+from .pose.keypoints import JOINTS, PoseFrame
 
 UPDATE_RULES = ("official", "gradient")
 ADAM_BETAS = (0.9, 0.999)
@@ -212,7 +213,7 @@ AnyTerm = GuidanceTerm | KeypointTerm | AppearanceTerm | CorrespondenceTerm
 
 def _feature_box(box: PixelBox, readout: torch.Tensor) -> tuple[int, int, int, int]:
     """A pixel box as a box of the readout's (latent-resolution) grid, covering at least one cell."""
-    x0, y0, x1, y1 = (v / LATENT_FACTOR for v in box)
+    x0, y0, x1, y1 = (v / PIXELS_PER_LATENT for v in box)
     height, width = readout.shape[-2:]
     fx0, fy0 = min(int(x0), width - 1), min(int(y0), height - 1)
     return fx0, fy0, max(fx0 + 1, min(width, math.ceil(x1))), max(fy0 + 1, min(height, math.ceil(y1)))

@@ -13,15 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from .errors import LossInputError
+from .value_ranges import Range, renormalize
 
-Range = tuple[float | torch.Tensor, float | torch.Tensor]
 Box = Sequence[int]
-
-
-def renormalize(x: torch.Tensor, source: Range, target: Range) -> torch.Tensor:
-    """Map values affinely from the ``source`` (low, high) range to the ``target`` range."""
-    (src_low, src_high), (dst_low, dst_high) = source, target
-    return (x - src_low) / (src_high - src_low) * (dst_high - dst_low) + dst_low
 
 
 def spatial_guidance_loss(

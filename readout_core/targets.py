@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from .errors import ReadoutError
-from .head_info import HeadInfo
-from .losses import renormalize
+from .heads.info import HeadInfo
+from .value_ranges import renormalize
 
 
 def spatial_target_from_image(image: torch.Tensor, info: HeadInfo) -> torch.Tensor:

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from readout_core.download import DownloadCancelled, download_head, manual_download_hint
+from readout_core.heads.download import DownloadCancelled, download_head, manual_download_hint
 from readout_core.errors import HeadFileError
-from readout_core.head_files import load_head
-from readout_core.published_heads import (
+from readout_core.heads.files import load_head
+from readout_core.heads.published import (
     PUBLISHED_HEADS,
     find_published_head,
     get_published_head,

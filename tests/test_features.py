@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from readout_core import SD15_LAYOUT, SDXL_LAYOUT, DecoderFeatureCapture, FeatureError, resize_and_concat
-from readout_core.features import diffusers_feature_modules, diffusers_head_embedding, diffusers_layout, sinusoidal_timestep_embedding
+from readout_core.diffusers_adapter.feature_modules import diffusers_feature_modules, diffusers_head_embedding, diffusers_layout
+from readout_core.features import sinusoidal_timestep_embedding
 
 diffusers = pytest.importorskip("diffusers", reason="diffusers is needed for the standalone U-Net feature tests")
 

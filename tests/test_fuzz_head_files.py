@@ -26,8 +26,8 @@ from safetensors.torch import save_file
 from fuzz_bounds import bounded
 from published_spec import published_config, published_state_dict
 from readout_core import HeadFileError, HeadInfo, ReadoutHead, build_head, load_head
-from readout_core.head_files import INFO_KEY, VERSION_KEY, save_head
-from readout_core.head_weights import expected_shapes
+from readout_core.heads.files import INFO_KEY, VERSION_KEY, save_head
+from readout_core.heads.weights import expected_shapes
 
 CONFIG_EXAMPLES = 150
 """Published configs with random values in their fields."""

@@ -17,10 +17,12 @@ from fuzz_bounds import bounded
 from readout_core import HeadConfigError, HeadInfo, ReadoutError
 from readout_core.crop_boxes import MAX_BOX_CHARS, parse_box
 from readout_core.drag_points import MAX_POINTS_CHARS, PointsError, parse_drag_points
-from readout_core.pose_keypoints import PoseKeypointError, parse_pose_keypoint
-from readout_core.presets import PRESET_NAMES, check_preset_name
+from pack_modules import node_module
+from readout_core.pose.keypoints import PoseKeypointError, parse_pose_keypoint
 from readout_core.safe_json import MAX_DEPTH, read_json
-from readout_core.training_data import MAX_PAIRS_JSON_BYTES, PointPair, point_pairs
+from readout_core.training.datasets import MAX_PAIRS_JSON_BYTES, PointPair, point_pairs
+
+PRESET_NAMES, check_preset_name = node_module("presets").PRESET_NAMES, node_module("presets").check_preset_name
 
 TEXT_EXAMPLES = 150
 """Hostile texts per text input (drag points, face box, preset name, head metadata, pose text, pairs.json)."""

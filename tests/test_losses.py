@@ -12,12 +12,12 @@ from readout_core.losses import (
     appearance_distance,
     appearance_loss,
     correspondence_loss,
-    renormalize,
     sparse_mse_loss,
     spatial_guidance_loss,
     symmetric_correspondence_loss,
     triplet_hinge_loss,
 )
+from readout_core.value_ranges import renormalize
 
 
 def pixels(*vectors, height=1) -> torch.Tensor:

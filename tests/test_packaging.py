@@ -31,6 +31,24 @@ def test_layout_of_the_design_card():
         assert (REPO / name).exists(), name
 
 
+def test_only_the_diffusers_adapter_imports_diffusers():
+    adapter = REPO / "readout_core" / "diffusers_adapter"
+    assert (adapter / "__init__.py").read_text().startswith('"""DIFFUSERS ADAPTER')
+    importers = sorted(str(path.relative_to(REPO)) for path in (REPO / "readout_core").rglob("*.py")
+                       if "diffusers" in _imported_roots(path))
+    assert importers and all(name.startswith("readout_core/diffusers_adapter/") for name in importers), importers
+
+
+def test_every_core_sub_package_says_what_lives_there():
+    for package in sorted(p.parent for p in (REPO / "readout_core").rglob("__init__.py")):
+        docstring = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
+        assert docstring and len(docstring.split()) >= 15, f"{package.name}/__init__.py needs a docstring"
+        modules = {p.stem for p in package.glob("*.py")} - {"__init__", "__main__"}
+        if package.name != "readout_core":
+            missing = sorted(m for m in modules if f"`{m}`" not in docstring)
+            assert not missing, f"{package.name}/__init__.py does not name {missing}"
+
+
 def test_core_imports_no_host_and_only_the_adapter_knows_it():
     adapter = REPO / "readout_core" / "host_adapter"
     assert (adapter / "__init__.py").read_text().startswith('"""HOST ADAPTER')

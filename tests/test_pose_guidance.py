@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from readout_core import HeadInfo, ReadoutError, ReadoutHead
-from readout_core.features import DecoderFeatureCapture, diffusers_feature_modules, diffusers_head_embedding, diffusers_layout
+from readout_core.diffusers_adapter.feature_modules import diffusers_feature_modules, diffusers_head_embedding, diffusers_layout
+from readout_core.features import DecoderFeatureCapture
 from readout_core.guidance import GuidanceTerm, KeypointTerm, guidance_loss, latent_ranges
 from readout_core.losses import keypoint_guidance_loss
-from readout_core.pose_heatmaps import heatmap_sigma, pose_heatmaps, read_pose
-from readout_core.pose_keypoints import JOINTS, PoseFrame
+from readout_core.pose.heatmaps import heatmap_sigma, pose_heatmaps, read_pose
+from readout_core.pose.keypoints import JOINTS, PoseFrame
 
 DIMS = (16, 16, 8)
 

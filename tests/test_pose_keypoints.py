@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from readout_core import ReadoutError
-from readout_core.pose_drawing import draw_poses
-from readout_core.pose_keypoints import (
+from readout_core.pose.drawing import draw_poses
+from readout_core.pose.keypoints import (
     COLOURS,
     JOINTS,
     PoseKeypointError,

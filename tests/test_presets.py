@@ -1,8 +1,11 @@
-"""The released presets, as the reference lists them (§4 presets table, §5 drag editing)."""
+"""The released presets: the sampler settings the authors published for drag editing and variations."""
 
 from __future__ import annotations
 
-from readout_core.presets import CUSTOM, EDIT_STARTS, PRESET_NAMES, PRESETS
+from pack_modules import node_module
+
+presets = node_module("presets")
+CUSTOM, EDIT_STARTS, PRESET_NAMES, PRESETS = presets.CUSTOM, presets.EDIT_STARTS, presets.PRESET_NAMES, presets.PRESETS
 
 
 def test_released_drag_presets():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from readout_core import HeadInfo
-from readout_core.preview import render_readout
+from readout_core.heads.preview import render_readout
 
 DIMS = (64, 32)
 

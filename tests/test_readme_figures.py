@@ -89,12 +89,12 @@ def test_fuzzing_and_input_bound_figures_match_the_code():
         f"{_value(texts, 'TEXT_EXAMPLES')} hostile texts",
         f"for each of {fuzzed_text_inputs} text inputs",
         f"drag points at most {_value(core / 'drag_points.py', 'MAX_POINTS_CHARS'):,} characters",
-        f"`pairs.json` {_value(core / 'training_data.py', 'MAX_PAIRS_JSON_BYTES'):,} bytes",
-        f"head metadata {_value(core / 'head_info.py', 'MAX_METADATA_CHARS'):,}",
+        f"`pairs.json` {_value(core / 'training' / 'datasets.py', 'MAX_PAIRS_JSON_BYTES'):,} bytes",
+        f"head metadata {_value(core / 'heads' / 'info.py', 'MAX_METADATA_CHARS'):,}",
         f"deeper than {_value(core / 'safe_json.py', 'MAX_DEPTH')} levels",
         f"read up to {_value(core / 'crop_boxes.py', 'MAX_BOX_CHARS')} characters",
-        f"at most {_value(core / 'head_info.py', 'MAX_LAYERS')} layers, widths up to {_value(core / 'head_info.py', 'MAX_CHANNELS')}",
-        f"Files over {_value(core / 'head_files.py', 'MAX_HEAD_BYTES') // 2**30} GiB are refused",
+        f"at most {_value(core / 'heads' / 'info.py', 'MAX_LAYERS')} layers, widths up to {_value(core / 'heads' / 'info.py', 'MAX_CHANNELS')}",
+        f"Files over {_value(core / 'heads' / 'files.py', 'MAX_HEAD_BYTES') // 2**30} GiB are refused",
     ]
     for phrase in expected:
         assert phrase in section, f"README reliability section should say {phrase!r}"

@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 
 from readout_core import load_head
-from readout_core.head_training import TrainRequest, train_from_folder
+from readout_core.training.from_folder import TrainRequest, train_from_folder
 from readout_core.tiny_world import HEAD_FILES, HEAD_SETTINGS, model, tiny_source
 from readout_core.tiny_world.datasets import write_spatial_dataset
 from readout_core.tiny_world.evaluate import evaluate
 from readout_core.tiny_world.scenes import Scene, Shape, object_mask, render
-from readout_core.training import TrainingConfig
+from readout_core.training.loop import TrainingConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SPATIAL_VALIDATION_TARGET = 0.12  # MSE in the depth range -1..1 (untrained: ~0.3; 1000 examples: 0.074)

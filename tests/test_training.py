@@ -6,11 +6,8 @@ import pytest
 import torch
 
 from readout_core import ReadoutError, load_head
-from readout_core.feature_sets import FeatureSet, load_cached
-from readout_core.training import (
-    AppearanceTask,
-    CorrespondenceTask,
-    SpatialTask,
+from readout_core.training.feature_sets import FeatureSet, load_cached
+from readout_core.training.loop import (
     TrainingConfig,
     new_head,
     save_trained_head,
@@ -18,6 +15,7 @@ from readout_core.training import (
     train_head,
     validation_loss,
 )
+from readout_core.training.tasks import AppearanceTask, CorrespondenceTask, SpatialTask
 
 DIMS = (16, 8)
 

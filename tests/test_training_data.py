@@ -10,14 +10,15 @@ import torch
 from PIL import Image
 
 from readout_core import ReadoutError, load_head
-from readout_core.diffusers_source import DiffusersSource
-from readout_core.feature_extraction import extract, noise_levels, pair_data, spatial_data
-from readout_core.features import DecoderFeatureCapture, diffusers_feature_modules, diffusers_head_embedding
-from readout_core.head_training import TrainRequest, train_from_folder
+from readout_core.diffusers_adapter.feature_source import DiffusersSource
+from readout_core.training.feature_extraction import extract, noise_levels, pair_data, spatial_data
+from readout_core.diffusers_adapter.feature_modules import diffusers_feature_modules, diffusers_head_embedding
+from readout_core.features import DecoderFeatureCapture
+from readout_core.training.from_folder import TrainRequest, train_from_folder
 from readout_core.tiny_world import model as tiny
 from readout_core.tiny_world.datasets import write_pair_dataset, write_spatial_dataset, write_subject_dataset
-from readout_core.training import TrainingConfig
-from readout_core.training_data import crop_points, load_image, point_pairs, spatial_pairs, subject_groups
+from readout_core.training.loop import TrainingConfig
+from readout_core.training.datasets import crop_points, load_image, point_pairs, spatial_pairs, subject_groups
 
 
 def random_source(dtype=torch.float32) -> DiffusersSource:

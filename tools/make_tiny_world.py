@@ -102,9 +102,9 @@ colours, so the negatives would look like the anchor; 0.8 keeps the layout, not 
 
 def train_heads(work: Path, seed: int, names: list[str]) -> None:
     """Write each head's dataset as folders and train it with the pack's trainer."""
-    from readout_core.head_training import TrainRequest, train_from_folder
+    from readout_core.training.from_folder import TrainRequest, train_from_folder
     from readout_core.tiny_world import HEAD_FILES, HEAD_SETTINGS, tiny_source
-    from readout_core.training import TrainingConfig
+    from readout_core.training.loop import TrainingConfig
 
     source = tiny_source()
     for offset, (name, (kind, write, settings)) in enumerate(HEAD_RUNS.items()):

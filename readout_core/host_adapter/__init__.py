@@ -9,7 +9,8 @@ through the host's own samplers:
 - `guided_sampling`: `HostGuidance`, the wrappers that guide any sampler;
 - `readout`: a head's readout of a LATENT (Readout Preview);
 - `inversion`: DDIM inversion of a LATENT;
-- `reference_sampling`: sampling a reference and its edits side by side.
+- `reference_sampling`: sampling a reference and its edits side by side;
+- `training_source`: a host MODEL + VAE as a `FeatureSource` (Train Readout Head).
 """
 
 from .guided_sampling import BACKWARD_MEMORY_FACTOR, WRAPPER_KEY, HostGuidance, show_text_under_node

@@ -16,8 +16,9 @@ from typing import Any, Callable
 
 import torch
 
-from ..drag_points import LATENT_FACTOR, check_image_fits_latent
+from ..drag_points import check_image_fits_latent
 from ..errors import ReadoutError
+from ..latent_scale import PIXELS_PER_LATENT
 from ..guidance import GuidanceSettings, reference_layout
 from .guided_sampling import HostGuidance
 from .inversion import inversion_record
@@ -117,7 +118,7 @@ def per_sample_cfg(scales: list[float], previous: Callable | None = None) -> Cal
 
 def check_terms_fit_latent(settings: GuidanceSettings, latent_size: tuple[int, int]) -> None:
     """Raise before sampling if drag points or crop boxes do not belong to a latent of ``latent_size`` (h, w)."""
-    height, width = latent_size[0] * LATENT_FACTOR, latent_size[1] * LATENT_FACTOR
+    height, width = latent_size[0] * PIXELS_PER_LATENT, latent_size[1] * PIXELS_PER_LATENT
     for term in settings.terms:
         points = getattr(term, "points", None)
         if points is not None:

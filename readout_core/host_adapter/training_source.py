@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..features import DecoderFeatureCapture
+from ..latent_scale import PIXELS_PER_LATENT
 from .guided_sampling import WRAPPER_KEY
 from .unet import find_diffusion_model, host_decoder_layout, host_feature_modules, host_head_embedding
 
@@ -31,7 +32,7 @@ class HostFeatureSource:
         self.patcher, self.vae, self.conditioning, self.name = patcher, vae, conditioning, name
         self.family, self.dims = layout.family, layout.dims
         self.emb_dim = int(unet.time_embed[-1].out_features)
-        self.latent_factor = int(getattr(vae, "downscale_ratio", 8))
+        self.latent_factor = int(getattr(vae, "downscale_ratio", PIXELS_PER_LATENT))
         self._layout = layout
 
     def describe(self) -> dict:

@@ -1,15 +1,22 @@
 """The tiny world: a small SD1.5-layout diffusion model of flat shapes, its heads and
 datasets, all made by this project (`tools/make_tiny_world.py`) and shipped with it, so
-readout guidance can be seen working on any CPU without downloads."""
+readout guidance can be seen working on any CPU without downloads.
+
+- `model`: the tiny U-Net (diffusers layout, pixel space) and its schedule;
+- `scenes`: procedural scenes of flat shapes;
+- `datasets`: training datasets written as ordinary folders, in the users' formats;
+- `experiments`: spatial control, drag and appearance guidance with their measures;
+- `demo`: the one-command demo grid; `evaluate`: the many-seed table.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..diffusers_source import DiffusersSource
+from ..diffusers_adapter.feature_source import DiffusersSource
 from ..errors import ReadoutError
-from ..head_files import load_head
-from ..heads import ReadoutHead
+from ..heads.files import load_head
+from ..heads.network import ReadoutHead
 from . import model
 
 HEAD_FILES = {

@@ -1,5 +1,5 @@
 """Tiny-world training datasets written as ordinary folders, in the formats users give
-the trainer (see `readout_core.training_data`): the heads are trained the way a user's
+the trainer (see `readout_core.training.datasets`): the heads are trained the way a user's
 would be."""
 
 from __future__ import annotations

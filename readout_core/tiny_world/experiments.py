@@ -19,8 +19,8 @@ import torch
 
 from ..drag_points import DragPoints
 from ..guidance import AppearanceTerm, CorrespondenceTerm, GuidanceSettings, GuidanceTerm, reference_layout
-from ..guided_ddim import readout, sample
-from ..preview import render_readout
+from ..diffusers_adapter.guided_ddim import readout, sample
+from ..heads.preview import render_readout
 from . import model, tiny_head, tiny_source
 from .scenes import PALETTE, IMAGE_SIZE, object_mask, random_shape, render, Scene
 

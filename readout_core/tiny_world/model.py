@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..diffusers_adapter.pipelines import ddim_scheduler, unet_from_config
 from ..errors import ReadoutError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -44,9 +45,7 @@ last steps keep almost no signal, where ε-prediction gets the image's layout an
 
 def build_unet():
     """A freshly initialised tiny U-Net (diffusers ``UNet2DConditionModel``)."""
-    from diffusers import UNet2DConditionModel
-
-    return UNet2DConditionModel(**UNET_CONFIG)
+    return unet_from_config(UNET_CONFIG)
 
 
 def context(batch: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -82,7 +81,5 @@ def load_unet(path: Path | None = None):
 
 def scheduler():
     """A fresh DDIM scheduler on the training schedule (leading spacing, offset 1, as released)."""
-    from diffusers import DDIMScheduler
-
-    return DDIMScheduler(**SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+    return ddim_scheduler(**SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
                          timestep_spacing="leading")

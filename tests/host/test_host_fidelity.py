@@ -20,7 +20,7 @@ from readout_core import ReadoutError  # noqa: E402
 from readout_core.guidance import GuidanceSettings, GuidanceTerm  # noqa: E402
 from readout_core.host_adapter import guided_sampling  # noqa: E402
 from readout_core.host_adapter import HostGuidance, host_decoder_layout, make_autograd_safe  # noqa: E402
-from readout_core.losses import renormalize  # noqa: E402
+from readout_core.value_ranges import renormalize  # noqa: E402
 
 STEPS, CFG, LR, RATIO = 10, 3.0, 2e-2, (0.0, 0.5)
 

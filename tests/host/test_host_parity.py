@@ -23,7 +23,7 @@ import comfy.supported_models  # noqa: E402
 import comfy.utils  # noqa: E402
 
 from readout_core import DecoderFeatureCapture, HeadInfo, ReadoutHead  # noqa: E402
-from readout_core.features import (  # noqa: E402
+from readout_core.diffusers_adapter.feature_modules import (  # noqa: E402
     diffusers_feature_modules,
     diffusers_head_embedding,
     diffusers_layout,

@@ -25,8 +25,8 @@ from readout_core import HeadInfo, ReadoutError, ReadoutHead  # noqa: E402
 from readout_core.guidance import GuidanceSettings  # noqa: E402
 from readout_core.host_adapter import HostGuidance, host_decoder_layout, readout_of_latent  # noqa: E402
 from readout_core.losses import keypoint_guidance_loss  # noqa: E402
-from readout_core.pose_heatmaps import read_pose  # noqa: E402
-from readout_core.pose_keypoints import JOINTS, parse_pose_keypoint, pose_keypoint_text  # noqa: E402
+from readout_core.pose.heatmaps import read_pose  # noqa: E402
+from readout_core.pose.keypoints import JOINTS, parse_pose_keypoint, pose_keypoint_text  # noqa: E402
 
 STEPS = 12
 READ_PERCENT = 0.95

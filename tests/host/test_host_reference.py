@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from host_support import require_host
+from pack_modules import node_module
 
 HOST = require_host()
 
@@ -230,7 +231,7 @@ def test_identity_reference_falls_back_to_an_appearance_head_with_a_note(world, 
 
 
 def test_every_preset_value_fits_a_sampler_input(world):
-    from readout_core.presets import PRESETS
+    PRESETS = node_module("presets").PRESETS
 
     inputs = world["pack"]["ReadoutGuidance_ReferenceSampler"].INPUT_TYPES()
     widgets = {**inputs["required"], **inputs.get("optional", {})}

@@ -20,8 +20,8 @@ from test_host_parity import convert_weights, diffusers_unet, host_model  # noqa
 from tiny_host import run_node, tiny_host_model  # noqa: E402
 
 from readout_core import ReadoutError, load_head  # noqa: E402
-from readout_core.diffusers_source import DiffusersSource  # noqa: E402
-from readout_core.feature_extraction import extract  # noqa: E402
+from readout_core.diffusers_adapter.feature_source import DiffusersSource  # noqa: E402
+from readout_core.training.feature_extraction import extract  # noqa: E402
 from readout_core.host_adapter.training_source import HostFeatureSource  # noqa: E402
 from readout_core.tiny_world import model as tiny  # noqa: E402
 from readout_core.tiny_world.datasets import write_pair_dataset, write_spatial_dataset  # noqa: E402

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from host_support import PACK_DIR, require_host
+from pack_modules import node_module
 
 HOST = require_host()
 
@@ -64,6 +65,6 @@ def test_workflows_appear_in_the_template_browser(server):
 
 
 def test_the_presets_route_serves_the_released_presets(server):
-    from readout_core.presets import PRESETS
+    PRESETS = node_module("presets").PRESETS
 
     assert get_json(f"{server['url']}/readout_guidance/presets") == json.loads(json.dumps(PRESETS))

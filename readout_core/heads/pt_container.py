@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .errors import HeadFileError
+from ..errors import HeadFileError
 
 MAX_PICKLE_BYTES = 16 * 1024 * 1024
 """Largest ``data.pkl`` (the checkpoint's structure, without the tensor data) read."""

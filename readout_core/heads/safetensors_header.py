@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import HeadFileError
-from .safe_json import read_json
+from ..errors import HeadFileError
+from ..safe_json import read_json
 
 MAX_HEADER_BYTES = 1024 * 1024
 """Largest header read (a published SD1.5 head's is about 25 kB)."""

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ReadoutError
-from .head_info import CONTROL_RANGE_BY_TYPE, TRAINABLE_KINDS
-from .progress import ProgressBar
+from ..errors import ReadoutError
+from ..heads.info import CONTROL_RANGE_BY_TYPE, TRAINABLE_KINDS
+from ..progress import ProgressBar
 
 if TYPE_CHECKING:
     import torch
@@ -57,8 +57,8 @@ def run_train(args: argparse.Namespace) -> int:
     """Run a training from parsed arguments; prints progress and the head's path."""
     import torch  # here, not at the top: `--help` must not wait for torch
 
-    from .head_training import TrainRequest, train_from_folder
-    from .training import RECIPES, TrainingConfig
+    from .from_folder import TrainRequest, train_from_folder
+    from .loop import RECIPES, TrainingConfig
 
     if args.resume and args.checkpoints is None:
         raise ReadoutError("--resume needs --checkpoints, the folder the interrupted run wrote to.")
@@ -92,10 +92,10 @@ def _training_note(record: dict) -> str:
 
 def _source(model: str, device: str, dtype: torch.dtype):
     if model == TINY_WORLD:
-        from .tiny_world import HEAD_SETTINGS, tiny_source
+        from ..tiny_world import HEAD_SETTINGS, tiny_source
 
         return tiny_source(), {"resolution": 32, **HEAD_SETTINGS}
-    from .diffusers_models import load_pipeline_source
+    from ..diffusers_adapter.pipelines import load_pipeline_source
 
     source = load_pipeline_source(model, device, dtype)
     return source, {"resolution": 1024 if source.family == "sdxl" else 512, "projection_dim": 384, "num_groups": 32}

@@ -13,8 +13,8 @@ import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
-from .errors import HeadConfigError
-from .safe_json import read_json
+from ..errors import HeadConfigError
+from ..safe_json import read_json
 
 FAMILIES = ("sd15", "sdxl")
 SPATIAL_KINDS = ("spatial", "keypoint")

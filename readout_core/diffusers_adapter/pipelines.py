@@ -1,4 +1,5 @@
-"""Loading a diffusers Stable Diffusion 1.5 / SDXL folder as a `DiffusersSource`."""
+"""Loading a diffusers Stable Diffusion 1.5 / SDXL folder as a `DiffusersSource`, and building
+diffusers models and schedulers from configs (the tiny world)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from pathlib import Path
 
 import torch
 
-from .diffusers_source import DiffusersSource
-from .errors import ReadoutError
+from ..errors import ReadoutError
+from ..latent_scale import PIXELS_PER_LATENT
+from .feature_source import DiffusersSource
 
 
 def load_pipeline_source(path: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> DiffusersSource:
@@ -26,7 +28,7 @@ def load_pipeline_source(path: str | Path, device: str = "cpu", dtype: torch.dty
         if sdxl:
             context, _, pooled, _ = pipe.encode_prompt("", device=device, num_images_per_prompt=1,
                                                        do_classifier_free_guidance=False)
-            size = 8 * pipe.unet.config.sample_size
+            size = PIXELS_PER_LATENT * pipe.unet.config.sample_size
             added = {"text_embeds": pooled, "time_ids": torch.tensor([[size, size, 0, 0, size, size]], device=device,
                                                                      dtype=pooled.dtype)}
         else:
@@ -41,3 +43,17 @@ def load_pipeline_source(path: str | Path, device: str = "cpu", dtype: torch.dty
                            scheduler=DDIMScheduler.from_config(pipe.scheduler.config), context=context, encode_images=encode,
                            latent_factor=2 ** (len(vae.config.block_out_channels) - 1), added_cond=added,
                            name=path.name)
+
+
+def unet_from_config(config: dict) -> torch.nn.Module:
+    """A freshly initialised diffusers ``UNet2DConditionModel`` with these config values."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(**config)
+
+
+def ddim_scheduler(**config):
+    """A diffusers ``DDIMScheduler`` with these config values."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(**config)

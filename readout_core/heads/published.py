@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import HeadFileError
+from ..errors import HeadFileError
 
 REPOSITORY = "g-luo/readout-guidance"
 BASE_URL = f"https://huggingface.co/{REPOSITORY}/resolve/main"

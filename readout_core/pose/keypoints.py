@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 
-from .errors import ReadoutError
-from .safe_json import read_json
+from ..errors import ReadoutError
+from ..safe_json import read_json
 
 JOINT_NAMES = (
     "nose", "neck", "right shoulder", "right elbow", "right wrist", "left shoulder", "left elbow", "left wrist",

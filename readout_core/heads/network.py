@@ -1,7 +1,7 @@
 """The readout head network: per-layer bottlenecks, softmax mixing, optional output head.
 
 One implementation covers every published head. Parameter names follow the released
-checkpoints exactly, so their state dicts load strictly (see `head_files`).
+checkpoints exactly, so their state dicts load strictly (see `files`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import FeatureError
-from .head_info import HeadInfo
+from ..errors import FeatureError
+from .info import HeadInfo
 
 
 class NormedConv2d(nn.Conv2d):

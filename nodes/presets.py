@@ -1,13 +1,14 @@
 """Named settings for the Readout Reference Sampler: the released presets and the pack's own.
 
 Each preset gives the sampler node's widget values; choosing one in the browser fills
-the widgets, and every number stays editable. Values from
-`official-readout-guidance.md` §4 (released presets) and §5 (drag editing).
+the widgets (``web/presets.js``, served by ``routes``), and every number stays editable.
+The values are those of the authors' released presets and drag-editing settings. This
+module imports nothing of the host, so that the core's tests can check it.
 """
 
 from __future__ import annotations
 
-from .errors import ReadoutError
+from readout_core.errors import ReadoutError
 
 EDIT_STARTS = ("reference noise (drag)", "new noise (variations)")
 

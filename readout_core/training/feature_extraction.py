@@ -16,9 +16,10 @@ from typing import Callable, Protocol, Sequence
 import torch
 import torch.nn.functional as F
 
-from .errors import ReadoutError
+from ..errors import ReadoutError
+from ..value_ranges import renormalize
+from .datasets import PointPair, crop_points, image_size, load_image
 from .feature_sets import FeatureSet, load_cached
-from .training_data import PointPair, control_to_range, crop_points, image_size, load_image
 
 Progress = Callable[[int, int], None]
 
@@ -91,7 +92,7 @@ def spatial_data(source: FeatureSource, pairs: Sequence[tuple[Path, Path]], cont
     """Features of each image and its control, mapped to the control range and
     nearest-resized to the latent size (as released)."""
     latent_hw = (resolution // source.latent_factor,) * 2
-    targets = torch.stack([control_to_range(load_image(c, resolution), control_range) for _, c in pairs])
+    targets = torch.stack([renormalize(load_image(c, resolution), (0.0, 1.0), control_range) for _, c in pairs])
     targets = F.interpolate(targets, size=latent_hw, mode="nearest")
     key = {"task": "spatial", "model": source.describe(), "resolution": resolution, "seed": seed,
            "files": [_file_key(p) for p, _ in pairs]}

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .pose_keypoints import COLOURS, LIMBS, PoseFrame
+from .keypoints import COLOURS, LIMBS, PoseFrame
 
 LIMB_SHADE = 0.6
 """OpenPose draws limbs at 60 % of their colour, joints at full colour."""

@@ -14,9 +14,10 @@ import copy
 
 import torch
 
-from .diffusers_source import DiffusersSource
-from .features import DecoderFeatureCapture, diffusers_feature_modules, diffusers_head_embedding
-from .guidance import AdamState, GuidanceSettings, adam_update, guidance_loss
+from ..features import DecoderFeatureCapture
+from ..guidance import AdamState, GuidanceSettings, adam_update, guidance_loss
+from .feature_modules import diffusers_feature_modules, diffusers_head_embedding
+from .feature_source import DiffusersSource
 
 
 def guided_window(settings: GuidanceSettings | None, steps: int) -> range:

@@ -9,7 +9,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .features import DecoderFeatureCapture, diffusers_feature_modules, diffusers_head_embedding, diffusers_layout
+from ..features import DecoderFeatureCapture
+from ..latent_scale import PIXELS_PER_LATENT
+from .feature_modules import diffusers_feature_modules, diffusers_head_embedding, diffusers_layout
 
 
 @dataclass
@@ -32,7 +34,7 @@ class DiffusersSource:
     scheduler: Any
     context: torch.Tensor
     encode_images: Callable[[torch.Tensor], torch.Tensor]
-    latent_factor: int = 8
+    latent_factor: int = PIXELS_PER_LATENT
     added_cond: dict | None = None
     name: str = ""
     sdedit_steps: int = 50

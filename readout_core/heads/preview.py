@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .head_info import HeadInfo
-from .losses import renormalize
+from .info import HeadInfo
+from ..value_ranges import renormalize
 
 
 def render_readout(readout: torch.Tensor, info: HeadInfo) -> torch.Tensor:

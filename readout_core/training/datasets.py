@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ReadoutError
-from .safe_json import read_json
+from ..errors import ReadoutError
+from ..safe_json import read_json
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_PAIRS_JSON_BYTES = 8 * 1024 * 1024
@@ -141,12 +141,6 @@ def crop_points(points: torch.Tensor, size: tuple[int, int], resolution: int) ->
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) of an image file."""
     return _open(path).size
-
-
-def control_to_range(control: torch.Tensor, control_range: tuple[float, float]) -> torch.Tensor:
-    """A control image in 0..1 mapped onto the head's control range (black = low, white = high)."""
-    low, high = control_range
-    return low + (high - low) * control
 
 
 def _open(path: Path):

@@ -1,8 +1,8 @@
 """One call from a dataset folder to a trained head file, for the CLI and the ComfyUI node.
 
-`train_from_folder` reads the dataset (`training_data`), extracts features with the
+`train_from_folder` reads the dataset (`datasets`), extracts features with the
 given base model (`feature_extraction`, optionally cached), trains the head
-(`training`) and saves a `.safetensors` the loader reads, with its metadata.
+(`loop`) and saves a `.safetensors` the loader reads, with its metadata.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Callable
 
 import torch
 
-from .errors import ReadoutError
+from ..errors import ReadoutError
+from ..heads.info import CONTROL_RANGE_BY_TYPE, DEFAULT_CONTROL_RANGE, SPARSE_CONTROL_TYPES, TRAINABLE_KINDS
+from .datasets import point_pairs, spatial_pairs, subject_groups
 from .feature_extraction import FeatureSource, pair_data, spatial_data, triplet_data
-from .head_info import CONTROL_RANGE_BY_TYPE, DEFAULT_CONTROL_RANGE, SPARSE_CONTROL_TYPES, TRAINABLE_KINDS
-from .training import (RECIPES, AppearanceTask, CorrespondenceTask, SpatialTask, TrainingConfig, TrainingState,
-                       new_head, save_trained_head, train_head)
-from .training_data import point_pairs, spatial_pairs, subject_groups
+from .loop import RECIPES, TrainingConfig, TrainingState, new_head, save_trained_head, train_head
+from .tasks import AppearanceTask, CorrespondenceTask, SpatialTask
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class TrainRequest:
 
     Attributes:
         kind: spatial, appearance, identity or correspondence.
-        dataset: the dataset folder (layout per kind: see `readout_core.training_data`).
+        dataset: the dataset folder (layout per kind: see `readout_core.training.datasets`).
         output: the ``.safetensors`` file to write.
         config: optimiser settings (`RECIPES[kind]` by default).
         resolution: training image size (square; 512 for SD1.5, 1024 for SDXL).

@@ -5,7 +5,7 @@ parameter name and shape a `ReadoutHead` has. `reconcile` takes the sizes a form
 not record from the weights' shapes, and refuses a config that disagrees with its weights,
 naming the field and the keys at fault. `check_values` refuses weights that are not finite
 floating-point tensors, or that claim more elements than their storage holds. Only after
-all three does `head_files.build_head` allocate the module (the size of the file's weights).
+all three does `files.build_head` allocate the module (the size of the file's weights).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Iterable, Mapping
 
 import torch
 
-from .errors import HeadConfigError, HeadFileError
-from .head_info import HeadInfo
+from ..errors import HeadConfigError, HeadFileError
+from .info import HeadInfo
 
 Shape = tuple[int, ...]
 MAX_KEYS = 4096

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import ReadoutError
-from .features import resize_and_concat
-from .safe_json import read_json
+from ..errors import ReadoutError
+from ..features import resize_and_concat
+from ..safe_json import read_json
 
 CACHE_FORMAT = 1
 

@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
-from .errors import HeadFileError
-from .head_files import HEAD_EXTENSIONS, build_head, read_head_file
-from .published_heads import PublishedHead, find_published_head, get_published_head
+from ..errors import HeadFileError
+from .files import HEAD_EXTENSIONS, build_head, read_head_file
+from .published import PublishedHead, find_published_head, get_published_head
 
 DEFAULT_TIMEOUT = 30.0
 CHUNK_SIZE = 256 * 1024

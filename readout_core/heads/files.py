@@ -22,12 +22,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .errors import HeadConfigError, HeadFileError
-from .head_info import HeadInfo, info_from_published_config
-from .head_weights import check_values, reconcile, shapes_of
-from .heads import ReadoutHead
+from ..errors import HeadConfigError, HeadFileError
+from .info import HeadInfo, info_from_published_config
+from .weights import check_values, reconcile, shapes_of
+from .network import ReadoutHead
 from .pt_container import load_weights_only
-from .safe_json import check_plain_data
+from ..safe_json import check_plain_data
 from .safetensors_header import read_header
 
 FORMAT_VERSION = "1"

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from .errors import ReadoutError
-from .pose_keypoints import JOINTS, PoseFrame
+from ..errors import ReadoutError
+from .keypoints import JOINTS, PoseFrame
 
 RELEASED_THRESHOLD = 0.1
 
