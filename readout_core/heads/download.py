@@ -3,16 +3,12 @@
 `download_head` fetches one head with `urllib` and only ever leaves either nothing or
 a complete, checked head file behind:
 
-- The bytes go to a hidden temporary file in the destination folder,
-  ``.<stem>.<pid>.<n>.partial<suffix>`` (e.g. ``.readout_sdxl_spatial_pose.4242.0.partial.pt``).
-  It keeps the head's suffix because `read_head_file` picks the reader by suffix, and
-  the head's stem (plus digits only) because kind, family and control type may be
-  inferred from the stem. Being in the same folder makes the final rename atomic.
+- The bytes go to a hidden temporary file in the destination folder (`atomic_file`,
+  e.g. ``.readout_sdxl_spatial_pose.4242.0.partial.pt``), renamed only when complete.
 - The size is checked against ``Content-Length`` when the server sends one, the file
   is opened with `read_head_file` (weights-only unpickling) and built strictly with
   `build_head`; for a published head its kind, family and control type must match
-  the registry. Only then is it made world-readable and renamed with `os.replace`
-  to ``<folder>/<name>``.
+  the registry. Only then is it made world-readable and renamed to ``<folder>/<name>``.
 - On any failure the temporary file is removed. Network, HTTP, size and format
   problems raise `HeadFileError` whose message names the URL to fetch by hand and
   the exact path to save it as. Exceptions raised by the caller's own callbacks
@@ -34,7 +30,6 @@ Timeouts: ``timeout`` seconds for connecting and for each read from the socket.
 from __future__ import annotations
 
 import http.client
-import itertools
 import os
 import socket
 import urllib.error
@@ -43,6 +38,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
+from ..atomic_files import SaveFailed, atomic_file
 from ..errors import HeadFileError
 from .files import HEAD_EXTENSIONS, build_head, read_head_file
 from .published import PublishedHead, find_published_head, get_published_head
@@ -54,7 +50,6 @@ MAX_REDIRECTS = 5
 USER_AGENT = "comfyui-readout-guidance (python urllib)"
 
 ProgressCallback = Callable[[int, "int | None"], None]
-_temp_counter = itertools.count()
 
 
 class DownloadCancelled(HeadFileError):
@@ -155,28 +150,18 @@ def download_head(
         raise fail(f"the folder {folder} cannot be created: {exc}") from exc
 
     _check_stop(should_stop, name)
-    temp: Path | None = None
     try:
-        try:
-            temp, fd = _create_temp(folder, name)
-        except OSError as exc:
-            raise _Failure(f"no temporary file can be created in {folder}: {exc}") from exc
-        with os.fdopen(fd, "wb") as out:
-            _fetch(source, out, opener or build_opener(), timeout, progress, should_stop, name, chunk_size, max_bytes)
-        _verify(temp, entry, name)
-        try:
-            os.chmod(temp, 0o644)  # the temporary file is created 0600; the ComfyUI user must read it
-            os.replace(temp, destination)
-        except OSError as exc:
-            raise _Failure(f"the finished file cannot be moved to {destination}: {exc}") from exc
-        temp = None
+        with atomic_file(destination) as temp:
+            with open(temp, "wb") as out:
+                _fetch(source, out, opener or build_opener(), timeout, progress, should_stop, name, chunk_size,
+                       max_bytes)
+            _verify(temp, entry, name)
     except _Failure as exc:
         raise fail(str(exc)) from exc.__cause__
     except _RedirectRefused as exc:
         raise fail(str(exc)) from None
-    finally:
-        if temp is not None:
-            temp.unlink(missing_ok=True)
+    except SaveFailed as exc:  # no temporary file in the folder, or the finished file cannot be renamed
+        raise fail(str(exc)) from exc
     return destination
 
 
@@ -196,17 +181,6 @@ def _resolve(head: str | PublishedHead, url: str | None) -> tuple[PublishedHead 
             f"Cannot download to {name!r}: give a plain head file name ending in {', '.join(HEAD_EXTENSIONS)}."
         )
     return None, name
-
-
-def _create_temp(folder: Path, name: str) -> tuple[Path, int]:
-    stem, suffix = Path(name).stem, Path(name).suffix
-    for _ in range(100):
-        temp = folder / f".{stem}.{os.getpid()}.{next(_temp_counter)}.partial{suffix}"
-        try:
-            return temp, os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-        except FileExistsError:
-            continue
-    raise OSError(f"no free temporary name for {name} in {folder}")
 
 
 def _check_stop(should_stop: Callable[[], bool] | None, name: str) -> None:
@@ -277,11 +251,11 @@ def _fetch(
 
 
 def _write(out, chunk: bytes | None) -> None:
-    """Write a chunk, or with None flush the file to disk; local errors become a `_Failure`."""
+    """Write a chunk, or with None flush Python's buffer (`atomic_file` syncs the disk); local errors become a
+    `_Failure`."""
     try:
         if chunk is None:
             out.flush()
-            os.fsync(out.fileno())
         else:
             out.write(chunk)
     except OSError as exc:

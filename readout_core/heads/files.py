@@ -22,6 +22,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ..atomic_files import atomic_file
 from ..errors import HeadConfigError, HeadFileError
 from .info import HeadInfo, info_from_published_config
 from .weights import check_values, reconcile, shapes_of
@@ -96,7 +97,7 @@ def save_head(
 ) -> Path:
     """Write ``head`` as a pack ``.safetensors`` file with its `HeadInfo` in the metadata.
 
-    The file is written to a temporary name and renamed when complete.
+    The file is complete or absent (`atomic_file`).
     """
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
@@ -105,14 +106,8 @@ def save_head(
     if source_config is not None:
         metadata[SOURCE_CONFIG_KEY] = json.dumps(source_config, sort_keys=True, default=str)
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in head.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    try:
+    with atomic_file(path) as partial:
         save_file(tensors, str(partial), metadata=metadata)
-        os.chmod(partial, 0o644)  # safetensors writes 0600; the ComfyUI user must read it
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 

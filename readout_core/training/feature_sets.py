@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..atomic_files import atomic_file
 from ..errors import ReadoutError
 from ..features import resize_and_concat
 from ..safe_json import read_json
@@ -57,15 +58,12 @@ class FeatureSet:
 
     def save(self, path: str | Path, key: dict) -> None:
         """Write the set with the description of how it was made (``key``), atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"layer.{i}": layer.contiguous() for i, layer in enumerate(self.layers)}
         tensors["emb"] = self.emb.contiguous()
         meta = {"format": str(CACHE_FORMAT), "key": json.dumps(key, sort_keys=True),
                 "latent_hw": json.dumps(list(self.latent_hw))}
-        partial = path.with_name(path.name + ".partial")
-        save_file(tensors, str(partial), metadata=meta)
-        partial.replace(path)
+        with atomic_file(path) as partial:
+            save_file(tensors, str(partial), metadata=meta)
 
 
 def load_cached(path: str | Path, key: dict) -> FeatureSet | None:

@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from ..atomic_files import atomic_file
 from ..errors import ReadoutError
 from ..heads.files import save_head
 from ..heads.info import HeadInfo
@@ -156,12 +157,10 @@ def new_head(kind: str, family: str, dims: tuple[int, ...], emb_dim: int, projec
 
 def save_checkpoint(state: TrainingState, kind: str, config: TrainingConfig, path: Path) -> None:
     """Head, optimiser, sampler RNG, step and history, written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save({"format": CHECKPOINT_FORMAT, "kind": kind, "step": state.step, "config": asdict(config),
-                "head": state.head.state_dict(), "optimizer": state.optimizer.state_dict(),
-                "generator": state.generator.get_state(), "history": state.history}, partial)
-    partial.replace(path)
+    with atomic_file(path) as partial:
+        torch.save({"format": CHECKPOINT_FORMAT, "kind": kind, "step": state.step, "config": asdict(config),
+                    "head": state.head.state_dict(), "optimizer": state.optimizer.state_dict(),
+                    "generator": state.generator.get_state(), "history": state.history}, partial)
 
 
 def _start(head: ReadoutHead, kind: str, config: TrainingConfig, checkpoint_dir, resume: bool) -> TrainingState:
