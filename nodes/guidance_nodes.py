@@ -4,43 +4,13 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from readout_core.guidance import UPDATE_RULES, GuidanceSettings, GuidanceTerm
-from readout_core.host_adapter import HostGuidance
+from readout_core.guidance import GuidanceTerm
+from readout_core.host_adapter import guided_clone
 from readout_core.targets import spatial_target_from_image
 
+from .guidance_inputs import guidance_setting_inputs, guidance_settings, recurrent_steps_input
+from .input_checks import window_problem
 from .io_types import GuidanceTermsType, ReadoutHeadType
-
-
-def guidance_setting_inputs(weight_name: str) -> list:
-    """The update rule, weight and guidance window inputs shared by the guidance nodes."""
-    return [
-        io.Combo.Input("update_rule", options=list(UPDATE_RULES), default="official",
-                       tooltip="official: the released sign step on the latent, both CFG branches. "
-                       "gradient: the paper's ε + w·∇ through the unconditional branch (faster)."),
-        io.Float.Input(weight_name, default=0.02, min=0.0, max=100000.0, step=0.001,
-                       tooltip="official: step size on the latent per guided step (released 0.02). "
-                       "gradient: w in ε + w·∇."),
-        io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
-                       tooltip="Where guidance starts, as a fraction of the denoising (0 = first step)."),
-        io.Float.Input("end_percent", default=0.5, min=0.0, max=1.0, step=0.01,
-                       tooltip="Where guidance ends (released: 0.5, the first half)."),
-        io.Boolean.Input("gradient_checkpointing", default=False, optional=True,
-                         tooltip="Recompute the U-Net's activations in the backward pass instead of keeping "
-                         "them: much less memory (SDXL at 1024 px), somewhat slower."),
-        io.Int.Input("guide_every", default=1, min=1, max=50, optional=True,
-                     tooltip="Guide only every k-th step inside the window: 2 halves the extra cost, guidance "
-                     "gets weaker (raise the weight a little)."),
-    ]
-
-
-def window_problem(start_percent: float | None, end_percent: float | None) -> bool | str:
-    """The guidance nodes' ``validate_inputs``: True, or why the window cannot work (checked before sampling)."""
-    if start_percent is None or end_percent is None:  # linked from another node: checked when it runs
-        return True
-    if start_percent > end_percent:
-        return (f"start_percent ({start_percent}) is after end_percent ({end_percent}); guidance would never act. "
-                "Use e.g. 0.0 → 0.5 (the released window).")
-    return True
 
 
 class SpatialTarget(io.ComfyNode):
@@ -86,8 +56,7 @@ class ApplyReadoutGuidance(io.ComfyNode):
                 io.Model.Input("model", tooltip="An SD1.5 or SDXL model matching the heads."),
                 GuidanceTermsType.Input("terms", tooltip="Heads with their targets (Spatial Target)."),
                 *guidance_setting_inputs("weight"),
-                io.Int.Input("recurrent_steps", default=1, min=1, max=10,
-                             tooltip="Optimiser steps per sampling step (official rule)."),
+                recurrent_steps_input(optional=False),
             ],
             outputs=[io.Model.Output(display_name="model", tooltip="The model with readout guidance.")],
         )
@@ -99,9 +68,6 @@ class ApplyReadoutGuidance(io.ComfyNode):
     @classmethod
     def execute(cls, model, terms, update_rule: str, weight: float, start_percent: float, end_percent: float,
                 recurrent_steps: int, gradient_checkpointing: bool = False, guide_every: int = 1) -> io.NodeOutput:
-        settings = GuidanceSettings(rule=update_rule, weight=weight, start_percent=start_percent,
-                                    end_percent=end_percent, recurrent_steps=recurrent_steps, terms=list(terms),
-                                    gradient_checkpointing=gradient_checkpointing, guide_every=guide_every)
-        patched = model.clone()
-        HostGuidance(settings).install(patched)
-        return io.NodeOutput(patched)
+        settings = guidance_settings(terms, update_rule, weight, start_percent, end_percent, recurrent_steps,
+                                     gradient_checkpointing, guide_every)
+        return io.NodeOutput(guided_clone(model, settings))

@@ -3,7 +3,6 @@ published head that is not there yet) → READOUT_HEAD."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import comfy.model_management
@@ -11,9 +10,9 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io
 
-from readout_core import HeadFileError, load_head
-from readout_core.heads.download import download_head
-from readout_core.heads.published import find_published_head, published_head_names
+from readout_core import HeadFileError, ReadoutHead, load_head
+from readout_core.heads.download import download_and_load_head
+from readout_core.heads.published import PublishedHead, find_published_head, published_head_names
 
 from .io_types import ReadoutHeadType
 from .model_folders import HEADS_FOLDER, head_file_names
@@ -56,11 +55,12 @@ class LoadReadoutHead(io.ComfyNode):
     @classmethod
     def execute(cls, head_name: str) -> io.NodeOutput:
         path = folder_paths.get_full_path(HEADS_FOLDER, head_name)
-        if path is None:
-            if find_published_head(head_name) is None:
-                raise HeadFileError(_not_found(head_name))
-            path = str(_download(head_name))
-        return io.NodeOutput(load_head(path))
+        if path is not None:
+            return io.NodeOutput(load_head(path))
+        published = find_published_head(head_name)
+        if published is None:
+            raise HeadFileError(_not_found(head_name))
+        return io.NodeOutput(_download(published))
 
 
 def _not_found(head_name: str) -> str:
@@ -74,7 +74,8 @@ def _not_found(head_name: str) -> str:
             "outside it are not read) and refresh the page (press R).")
 
 
-def _download(head_name: str) -> os.PathLike[str]:
+def _download(published: PublishedHead) -> ReadoutHead:
+    """The published head, downloaded into the heads folder with the host's progress bar and interrupt."""
     folder = folder_paths.get_folder_paths(HEADS_FOLDER)[0]
     bar = comfy.utils.ProgressBar(100)
 
@@ -86,4 +87,4 @@ def _download(head_name: str) -> os.PathLike[str]:
         comfy.model_management.throw_exception_if_processing_interrupted()
         return False
 
-    return download_head(head_name, folder, progress=progress, should_stop=should_stop)
+    return download_and_load_head(published, folder, progress=progress, should_stop=should_stop)

@@ -18,6 +18,7 @@ from readout_core.pose.keypoints import (
     pose_keypoint_value,
 )
 
+from .input_checks import parse_problem
 from .io_types import GuidanceTermsType, PoseKeypointType, ReadoutHeadType
 
 POSE_TEXT_EXAMPLE = '{"people": [{"pose_keypoints_2d": [x, y, c, ...18 joints]}], "canvas_width": W, "canvas_height": H}'
@@ -52,13 +53,7 @@ class PoseKeypointsTarget(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, pose_text: str | None = None, **_unused) -> bool | str:
-        if pose_text is None or not pose_text.strip():  # linked, or the upstream pose is used: checked when it runs
-            return True
-        try:
-            load_json_text(pose_text, "pose_text")
-        except PoseKeypointError as error:
-            return str(error)
-        return True
+        return parse_problem(_pose_text_problem, pose_text)
 
     @classmethod
     def execute(cls, head, weight: float, pose_keypoint=None, pose_text: str = "", terms=None) -> io.NodeOutput:
@@ -108,3 +103,9 @@ class ReadoutPose(io.ComfyNode):
         skeleton = draw_poses(frames)
         show_text_under_node(pose_keypoint_text(frames))
         return io.NodeOutput(pose_keypoint_value(frames), skeleton, ui=ui.PreviewImage(skeleton, cls=cls))
+
+
+def _pose_text_problem(pose_text: str) -> None:
+    """Empty text means the upstream POSE_KEYPOINT is used (checked when the node runs)."""
+    if pose_text.strip():
+        load_json_text(pose_text, "pose_text")

@@ -13,6 +13,7 @@ from readout_core.errors import ReadoutError
 from readout_core.guidance import AppearanceTerm, CorrespondenceTerm
 from readout_core.host_adapter import show_text_under_node
 
+from .input_checks import parse_problem
 from .io_types import DragPointsType, GuidanceTermsType, ReadoutHeadType
 
 LOG = logging.getLogger("readout_guidance")
@@ -46,13 +47,7 @@ class DragPoints(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, points: str | None = None, **_unused) -> bool | str:
-        if points is None:  # linked from another node: checked when it runs
-            return True
-        try:
-            read_point_pairs(points)
-        except PointsError as error:
-            return str(error)
-        return True
+        return parse_problem(read_point_pairs, points)
 
     @classmethod
     def execute(cls, image, points: str) -> io.NodeOutput:
@@ -158,11 +153,7 @@ class IdentityReference(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, face_box: str | None = None, **_unused) -> bool | str:
-        try:
-            parse_box(face_box or "")
-        except ReadoutError as error:
-            return str(error)
-        return True
+        return parse_problem(parse_box, face_box)
 
     @classmethod
     def execute(cls, head, weight: float, face_box: str = "", face_mask=None, terms=None) -> io.NodeOutput:

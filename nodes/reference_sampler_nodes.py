@@ -6,14 +6,14 @@ from __future__ import annotations
 import comfy.samplers
 from comfy_api.latest import io
 
-from readout_core.guidance import GuidanceSettings, reference_layout
+from readout_core.guidance import reference_layout
 from readout_core.host_adapter.inversion import invert_latent
 from readout_core.host_adapter.reference_sampling import ReferenceRun, sample_with_reference
-from readout_core.errors import ReadoutError
-from .presets import EDIT_STARTS, PRESET_NAMES, check_preset_name
 
-from .guidance_nodes import guidance_setting_inputs, window_problem
+from .guidance_inputs import guidance_setting_inputs, guidance_settings, recurrent_steps_input
+from .input_checks import first_problem, parse_problem, window_problem
 from .io_types import GuidanceTermsType
+from .presets import EDIT_STARTS, PRESET_NAMES, check_preset_name
 
 
 class InvertImage(io.ComfyNode):
@@ -91,8 +91,7 @@ class ReadoutReferenceSampler(io.ComfyNode):
                 io.Int.Input("variation_seed", default=1, min=0, max=0xFFFFFFFFFFFFFFFF,
                              tooltip="Noise seed of the edits when they start from new noise."),
                 *guidance_setting_inputs("guidance_weight"),
-                io.Int.Input("recurrent_steps", default=1, min=1, max=10, optional=True,
-                             tooltip="Optimiser steps per sampling step (official rule)."),
+                recurrent_steps_input(optional=True),
             ],
             outputs=[
                 io.Latent.Output(display_name="edited", tooltip="The guided samples."),
@@ -103,21 +102,14 @@ class ReadoutReferenceSampler(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, start_percent: float | None = None, end_percent: float | None = None,
                         preset: str | None = None) -> bool | str:
-        if preset is not None:
-            try:
-                check_preset_name(preset)
-            except ReadoutError as error:
-                return str(error)
-        return window_problem(start_percent, end_percent)
+        return first_problem(parse_problem(check_preset_name, preset), window_problem(start_percent, end_percent))
 
     @classmethod
     def execute(cls, model, preset, seed, steps, cfg, reference_cfg, sampler_name, scheduler, positive, negative,
                 latent_image, terms, edit_start, variations, variation_seed, update_rule, guidance_weight,
                 start_percent, end_percent, gradient_checkpointing=False, guide_every=1, recurrent_steps=1) -> io.NodeOutput:
-        settings = GuidanceSettings(rule=update_rule, weight=guidance_weight, start_percent=start_percent,
-                                    end_percent=end_percent, recurrent_steps=recurrent_steps, terms=list(terms),
-                                    gradient_checkpointing=gradient_checkpointing, guide_every=guide_every,
-                                    reference_of=reference_layout(variations))
+        settings = guidance_settings(terms, update_rule, guidance_weight, start_percent, end_percent, recurrent_steps,
+                                     gradient_checkpointing, guide_every, reference_of=reference_layout(variations))
         run = ReferenceRun(seed=seed, steps=steps, cfg=cfg, reference_cfg=reference_cfg, sampler_name=sampler_name,
                            scheduler=scheduler, edits_from_reference=edit_start == EDIT_STARTS[0],
                            variation_seed=variation_seed)

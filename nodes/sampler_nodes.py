@@ -6,12 +6,12 @@ import comfy.samplers
 import torch.nn.functional as F
 from comfy_api.latest import io, ui
 
-from readout_core.guidance import GuidanceSettings
-from readout_core.host_adapter import HostGuidance, readout_of_latent
+from readout_core.host_adapter import guided_clone, readout_of_latent
 from readout_core.latent_scale import PIXELS_PER_LATENT
 from readout_core.heads.preview import render_readout
 
-from .guidance_nodes import guidance_setting_inputs, window_problem
+from .guidance_inputs import guidance_setting_inputs, guidance_settings, recurrent_steps_input
+from .input_checks import window_problem
 from .io_types import GuidanceTermsType, ReadoutHeadType
 
 
@@ -41,6 +41,7 @@ class ReadoutGuidedKSampler(io.ComfyNode):
                 *guidance_setting_inputs("guidance_weight"),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="How much of the latent to replace (1.0 for text-to-image)."),
+                recurrent_steps_input(optional=True),
             ],
             outputs=[io.Latent.Output(display_name="LATENT", tooltip="The guided latent.")],
         )
@@ -52,14 +53,12 @@ class ReadoutGuidedKSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, terms,
                 update_rule, guidance_weight, start_percent, end_percent, denoise=1.0,
-                gradient_checkpointing=False, guide_every=1) -> io.NodeOutput:
+                gradient_checkpointing=False, guide_every=1, recurrent_steps=1) -> io.NodeOutput:
         import nodes as host_nodes  # the host's nodes.py: its common_ksampler is KSampler's own path
 
-        settings = GuidanceSettings(rule=update_rule, weight=guidance_weight, start_percent=start_percent,
-                                    end_percent=end_percent, terms=list(terms),
-                                    gradient_checkpointing=gradient_checkpointing, guide_every=guide_every)
-        guided = model.clone()
-        HostGuidance(settings).install(guided)
+        settings = guidance_settings(terms, update_rule, guidance_weight, start_percent, end_percent, recurrent_steps,
+                                     gradient_checkpointing, guide_every)
+        guided = guided_clone(model, settings)
         return io.NodeOutput(*host_nodes.common_ksampler(guided, seed, steps, cfg, sampler_name, scheduler,
                                                          positive, negative, latent_image, denoise=denoise))
 

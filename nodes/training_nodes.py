@@ -16,8 +16,9 @@ from readout_core import ReadoutError, load_head
 from readout_core.training.from_folder import TRAINABLE_KINDS, TrainRequest, train_from_folder
 from readout_core.host_adapter import show_text_under_node
 from readout_core.host_adapter.training_source import HostFeatureSource
-from readout_core.training.loop import RECIPES, TrainingConfig
+from readout_core.training.loop import recipe_config
 
+from .input_checks import parse_problem
 from .io_types import ReadoutHeadType
 from .model_folders import HEADS_FOLDER
 
@@ -83,13 +84,7 @@ class TrainReadoutHead(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, head_name: str | None = None, **_unused) -> bool | str:
-        if head_name is None:
-            return True
-        try:
-            _head_file_name(head_name)
-        except ReadoutError as error:
-            return str(error)
-        return True
+        return parse_problem(_head_file_name, head_name)
 
     @classmethod
     def execute(cls, model, vae, empty_prompt, kind: str, dataset: str, head_name: str, control_type: str,
@@ -100,10 +95,8 @@ class TrainReadoutHead(io.ComfyNode):
         work = Path(folder_paths.get_output_directory()) / WORK_FOLDER / Path(name).stem
         if output.exists():
             raise ReadoutError(f"{output} already exists; choose another head_name or move the old head away.")
-        recipe = RECIPES[kind]
-        config = TrainingConfig(steps=steps or recipe.steps, batch_size=batch_size or recipe.batch_size,
-                                lr=learning_rate or recipe.lr, seed=seed, checkpoint_every=checkpoint_every,
-                                validate_every=min(100, checkpoint_every))
+        config = recipe_config(kind, steps, batch_size, learning_rate, seed=seed, checkpoint_every=checkpoint_every,
+                               validate_every=min(100, checkpoint_every))
         request = TrainRequest(
             kind=kind, dataset=_dataset_folder(dataset), output=output, config=config, resolution=resolution,
             control_type=control_type, sparse=None if sparse_loss == "auto" else sparse_loss == "on",

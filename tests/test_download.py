@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from readout_core.heads.download import DownloadCancelled, download_head, manual_download_hint
+from readout_core.heads.download import DownloadCancelled, download_and_load_head, download_head, manual_download_hint
 from readout_core.errors import HeadFileError
 from readout_core.heads.files import load_head
 from readout_core.heads.published import (
@@ -176,6 +176,25 @@ def test_download_without_content_length_and_via_same_origin_redirect(server, tm
     path = download_head(get_published_head(POSE), tmp_path, progress=lambda *a: calls.append(a), url=url)
     assert path.read_bytes() == POSE_BYTES and os.listdir(tmp_path) == [POSE]
     assert calls[-1] == (len(POSE_BYTES), None)
+
+
+def test_download_and_load_returns_the_checked_head_without_reading_the_file_again(server, tmp_path, monkeypatch):
+    import dataclasses
+
+    import readout_core.heads.download as download_module
+
+    published = dataclasses.replace(get_published_head(POSE), url=serve(server, "/pose.pt", POSE_BYTES))
+    reads = []
+    real_read = download_module.read_head_file
+    monkeypatch.setattr(download_module, "read_head_file", lambda *a, **k: reads.append(a) or real_read(*a, **k))
+    head = download_and_load_head(published, tmp_path)
+    assert len(reads) == 1 and ".partial" in str(reads[0][0])  # only the check of the download read it
+    expected = load_head(tmp_path / POSE)
+    assert head.info == expected.info and not head.training
+    assert not any(p.requires_grad for p in head.parameters())
+    assert all(torch.equal(v, expected.state_dict()[k]) for k, v in head.state_dict().items())
+    again = download_and_load_head(published, tmp_path)  # already there: loaded from the file, no network
+    assert len(reads) == 1 and again.info == expected.info
 
 
 def test_existing_file_is_kept_unless_overwrite(server, tmp_path):

@@ -8,8 +8,10 @@ import torch
 from readout_core import ReadoutError, load_head
 from readout_core.training.feature_sets import FeatureSet, load_cached
 from readout_core.training.loop import (
+    RECIPES,
     TrainingConfig,
     new_head,
+    recipe_config,
     save_trained_head,
     split_indices,
     train_head,
@@ -158,3 +160,11 @@ def test_bad_training_inputs():
                    TrainingConfig(steps=1))
     with pytest.raises(ReadoutError, match="steps and batch_size"):
         TrainingConfig(steps=0)
+
+
+@pytest.mark.parametrize("kind", ["spatial", "appearance", "correspondence"])
+def test_zero_means_the_released_recipe(kind):
+    assert recipe_config(kind, 0, 0, 0.0) == RECIPES[kind] == recipe_config(kind)
+    custom = recipe_config(kind, 7, 3, 0.5, seed=4)
+    assert (custom.steps, custom.batch_size, custom.lr, custom.seed) == (7, 3, 0.5, 4)
+    assert custom.checkpoint_every == RECIPES[kind].checkpoint_every

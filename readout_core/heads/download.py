@@ -40,7 +40,8 @@ from urllib.parse import urlsplit
 
 from ..atomic_files import SaveFailed, atomic_file
 from ..errors import HeadFileError
-from .files import HEAD_EXTENSIONS, build_head, read_head_file
+from .files import HEAD_EXTENSIONS, build_head, load_head, read_head_file, ready_for_guidance
+from .network import ReadoutHead
 from .published import PublishedHead, find_published_head, get_published_head
 
 DEFAULT_TIMEOUT = 30.0
@@ -132,6 +133,22 @@ def download_head(
             readout head; the message names the URL and destination for a manual download.
         DownloadCancelled: ``should_stop()`` returned True.
     """
+    return _download(head, folder, progress, should_stop, url, timeout, overwrite, opener, chunk_size, max_bytes)[0]
+
+
+def download_and_load_head(head: str | PublishedHead, folder: str | os.PathLike[str],
+                           progress: ProgressCallback | None = None, *,
+                           should_stop: Callable[[], bool] | None = None) -> ReadoutHead:
+    """`download_head`, then the head itself as `load_head` gives it. A head downloaded now is the
+    one the download already checked (the file is not read again); one already there is loaded."""
+    path, verified = _download(head, folder, progress, should_stop, None, DEFAULT_TIMEOUT, False, None, CHUNK_SIZE,
+                               MAX_BYTES)
+    return ready_for_guidance(verified) if verified is not None else load_head(path)
+
+
+def _download(head, folder, progress, should_stop, url, timeout, overwrite, opener, chunk_size,
+              max_bytes) -> tuple[Path, ReadoutHead | None]:
+    """The download itself: (its path, the checked head, or None when the file was already there)."""
     entry, name = _resolve(head, url)
     source = url or entry.url  # type: ignore[union-attr]
     folder = Path(folder)
@@ -143,7 +160,7 @@ def download_head(
     if urlsplit(source).scheme not in ("http", "https"):
         raise fail(f"unsupported address {source!r}: only http and https downloads are made")
     if destination.exists() and not overwrite:
-        return destination
+        return destination, None
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -155,14 +172,14 @@ def download_head(
             with open(temp, "wb") as out:
                 _fetch(source, out, opener or build_opener(), timeout, progress, should_stop, name, chunk_size,
                        max_bytes)
-            _verify(temp, entry, name)
+            verified = _verify(temp, entry, name)
     except _Failure as exc:
         raise fail(str(exc)) from exc.__cause__
     except _RedirectRefused as exc:
         raise fail(str(exc)) from None
     except SaveFailed as exc:  # no temporary file in the folder, or the finished file cannot be renamed
         raise fail(str(exc)) from exc
-    return destination
+    return destination, verified
 
 
 def _resolve(head: str | PublishedHead, url: str | None) -> tuple[PublishedHead | None, str]:
@@ -262,7 +279,8 @@ def _write(out, chunk: bytes | None) -> None:
         raise _Failure(f"writing the downloaded file failed: {exc}") from exc
 
 
-def _verify(temp: Path, entry: PublishedHead | None, name: str) -> None:
+def _verify(temp: Path, entry: PublishedHead | None, name: str) -> ReadoutHead:
+    """The downloaded head, built strictly; a `_Failure` if it is not the head ``name`` should be."""
     try:
         try:
             with open(temp, "rb") as handle:
@@ -272,17 +290,15 @@ def _verify(temp: Path, entry: PublishedHead | None, name: str) -> None:
         if start.startswith((b"<!doctype html", b"<html")):
             raise _Failure("the server sent a web page (HTML) instead of the head file")
         info, state_dict = read_head_file(temp, kind=entry.kind if entry else None)
-        build_head(info, state_dict, source=name)
+        head = build_head(info, state_dict, source=name)
     except HeadFileError as exc:
         # Messages name the temporary file; say it of the download instead.
         message = str(exc).replace(temp.name, name).replace(str(temp), name)
         raise _Failure(f"the file received is not a usable readout head: {message}") from exc
-    if entry is None:
-        return
-    got = (info.kind, info.family, info.control_type)
-    expected = (entry.kind, entry.family, entry.control_type)
-    if got != expected:
+    if entry is not None and (info.kind, info.family, info.control_type) != (entry.kind, entry.family,
+                                                                              entry.control_type):
         raise _Failure(f"the file received is a {info.describe()}, but {name} is the {entry.describe()}")
+    return head
 
 
 def _content_length(value: str | None) -> int | None:

@@ -54,7 +54,12 @@ def load_head(
     ``dtype`` defaults to float32: heads are small and their losses run in fp32.
     """
     info, state_dict = read_head_file(path)
-    head = build_head(info, state_dict, source=str(path))
+    return ready_for_guidance(build_head(info, state_dict, source=str(path)), device, dtype)
+
+
+def ready_for_guidance(head: ReadoutHead, device: torch.device | str | None = None,
+                       dtype: torch.dtype | None = None) -> ReadoutHead:
+    """``head`` as `load_head` returns heads: on ``device`` in ``dtype`` (float32), eval mode, frozen."""
     head.to(device=device, dtype=dtype or torch.float32)
     head.eval().requires_grad_(False)
     return head

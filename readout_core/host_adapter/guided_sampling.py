@@ -306,3 +306,10 @@ def _next_sigma(sigma: torch.Tensor, model_options: dict) -> torch.Tensor:
         lower = [float(s) for s in schedule if float(s) < current * (1 - 1e-5)]
         following = max(lower) if lower else 0.0
     return torch.full_like(sigma.reshape(-1).float(), following).to(sigma.device)
+
+
+def guided_clone(patcher: Any, settings: GuidanceSettings) -> Any:
+    """A clone of the host MODEL with readout guidance installed; ``patcher`` itself is left untouched."""
+    guided = patcher.clone()
+    HostGuidance(settings).install(guided)
+    return guided

@@ -58,17 +58,16 @@ def run_train(args: argparse.Namespace) -> int:
     import torch  # here, not at the top: `--help` must not wait for torch
 
     from .from_folder import TrainRequest, train_from_folder
-    from .loop import RECIPES, TrainingConfig
+    from .loop import recipe_config
 
     if args.resume and args.checkpoints is None:
         raise ReadoutError("--resume needs --checkpoints, the folder the interrupted run wrote to.")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     source, defaults = _source(args.model, device, {"fp32": torch.float32, "fp16": torch.float16,
                                                     "bf16": torch.bfloat16}[args.dtype])
-    recipe = RECIPES[args.kind]
-    config = TrainingConfig(steps=args.steps or recipe.steps, batch_size=args.batch_size or recipe.batch_size,
-                            lr=args.lr or recipe.lr, seed=args.seed, validation_fraction=args.validation_fraction,
-                            checkpoint_every=args.checkpoint_every, validate_every=args.validate_every)
+    config = recipe_config(args.kind, args.steps, args.batch_size, args.lr, seed=args.seed,
+                           validation_fraction=args.validation_fraction, checkpoint_every=args.checkpoint_every,
+                           validate_every=args.validate_every)
     request = TrainRequest(
         kind=args.kind, dataset=args.dataset, output=args.out, config=config,
         resolution=args.resolution or defaults["resolution"], control_type=args.control_type,

@@ -55,6 +55,15 @@ RECIPES = {
 lr 1e-4 / 1k steps on single triplets; correspondence lr 1e-3 / 10k steps."""
 
 
+def recipe_config(kind: str, steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
+                  **settings) -> TrainingConfig:
+    """The released recipe of ``kind`` with the given overrides; a steps, batch size or learning
+    rate of 0 or None keeps the released value (the node's and the CLI's "0 = released")."""
+    recipe = RECIPES[kind]
+    return replace(recipe, steps=steps or recipe.steps, batch_size=batch_size or recipe.batch_size,
+                   lr=lr or recipe.lr, **settings)
+
+
 @dataclass
 class TrainingState:
     """Everything a run needs to continue exactly where it stopped."""

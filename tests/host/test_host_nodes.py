@@ -15,6 +15,7 @@ import comfy.model_patcher  # noqa: E402
 import folder_paths  # noqa: E402
 import nodes  # noqa: E402
 from published_spec import published_config, published_state_dict  # noqa: E402
+from readout_core import load_head  # noqa: E402
 from tiny_host import run_node, spatial_world, tiny_host_model  # noqa: E402
 
 from readout_core import DecoderFeatureCapture, FeatureError, HeadInfo, ReadoutError, ReadoutHead  # noqa: E402
@@ -42,17 +43,21 @@ def test_every_node_is_registered_with_tooltips(pack):
 def test_guided_ksampler_equals_apply_then_ksampler(pack, world):
     common = dict(seed=3, steps=5, cfg=3.0, sampler_name="euler", scheduler="normal", positive=world["positive"],
                   negative=world["negative"], latent_image={"samples": torch.zeros(1, 4, 16, 16)}, denoise=1.0)
+    results = {}
     with torch.inference_mode():
-        (one_node,) = run_node(pack["ReadoutGuidance_KSampler"], model=world["model"], terms=world["terms"],
-                               update_rule="official", guidance_weight=0.05, start_percent=0.0, end_percent=0.8,
-                               **common)
-        (guided,) = run_node(pack["ReadoutGuidance_Apply"], model=world["model"], terms=world["terms"],
-                             update_rule="official", weight=0.05, start_percent=0.0, end_percent=0.8,
-                             recurrent_steps=1)
-        two_nodes = nodes.KSampler().sample(model=guided, **common)[0]
         plain = nodes.KSampler().sample(model=world["model"], **common)[0]
-    assert torch.equal(one_node["samples"], two_nodes["samples"])
-    assert not torch.equal(one_node["samples"], plain["samples"])
+        for recurrent in (1, 2):
+            (one_node,) = run_node(pack["ReadoutGuidance_KSampler"], model=world["model"], terms=world["terms"],
+                                   update_rule="official", guidance_weight=0.05, start_percent=0.0, end_percent=0.8,
+                                   recurrent_steps=recurrent, **common)
+            (guided,) = run_node(pack["ReadoutGuidance_Apply"], model=world["model"], terms=world["terms"],
+                                 update_rule="official", weight=0.05, start_percent=0.0, end_percent=0.8,
+                                 recurrent_steps=recurrent)
+            two_nodes = nodes.KSampler().sample(model=guided, **common)[0]
+            assert torch.equal(one_node["samples"], two_nodes["samples"]), recurrent
+            assert not torch.equal(one_node["samples"], plain["samples"]), recurrent
+            results[recurrent] = one_node["samples"]
+    assert not torch.equal(results[1], results[2])  # the KSampler's recurrent_steps reaches the guidance
 
 
 def test_preview_shows_the_heads_readout(pack, world):
@@ -83,18 +88,18 @@ def test_load_head_downloads_a_missing_published_head(pack, tmp_path, monkeypatc
     assert name in loader.INPUT_TYPES()["required"]["head_name"][1]["options"]  # offered before it is local
     calls = []
 
-    def fake_download(head_name, folder, progress=None, should_stop=None):
-        calls.append((head_name, folder))
+    def fake_download(published, folder, progress=None, should_stop=None):
+        calls.append((published.name, folder))
         assert should_stop() is False
         dims = [128, 64]
         torch.save({"config": published_config(dims, output_channels=3, projection_dim=128, control_type="depth"),
                     "aggregation_network": published_state_dict(dims, projection_dim=128, output_channels=3)},
-                   f"{folder}/{head_name}")
+                   f"{folder}/{published.name}")
         progress(10, 10)
-        return f"{folder}/{head_name}"
+        return load_head(f"{folder}/{published.name}")
 
     loader_module = sys.modules[loader.__module__]
-    monkeypatch.setattr(loader_module, "download_head", fake_download)
+    monkeypatch.setattr(loader_module, "download_and_load_head", fake_download)
     assert loader.validate_inputs(head_name=name) is True
     (head,) = run_node(loader, head_name=name)
     assert calls == [(name, str(tmp_path))]
