@@ -71,11 +71,6 @@ class DragPoints:
         scale = torch.tensor([height / self.image_size[1], width / self.image_size[0]])
         return self.handles.flip(-1) * scale, self.targets.flip(-1) * scale
 
-    def as_json(self) -> str:
-        """The canvas format for these points."""
-        pairs = [{"handle": h, "target": t} for h, t in zip(self.handles.tolist(), self.targets.tolist())]
-        return json.dumps({"width": self.image_size[0], "height": self.image_size[1], "pairs": pairs})
-
 
 def check_image_fits_latent(image_size: tuple[int, int], latent_size: tuple[int, int],
                             factor: int = PIXELS_PER_LATENT) -> None:

@@ -315,8 +315,15 @@ class GuidanceSettings:
         rule: ``official`` or ``gradient``.
         weight: official: the AdamW learning rate on the VP latent (released 2e-2);
             gradient: w in ``ε̂ = ε + w·∇``.
-        start_percent, end_percent: the part of the schedule (ComfyUI's percent of the
-            model's noise range, as in ControlNet's start/end) where guidance acts.
+        start_percent, end_percent: where guidance acts. In ComfyUI (`host_adapter`) a
+            percent of the model's noise range, as ControlNet's start/end: a step is guided
+            when its sigma lies between ``percent_to_sigma(start)`` and
+            ``percent_to_sigma(end)``. In the core's own DDIM loop
+            (`diffusers_adapter.guided_ddim`, the released code) a fraction of the steps:
+            steps ``int(start·N)`` to ``int(end·N) - 1`` of N. On the released DDIM schedule
+            (ComfyUI's ``ddim`` sampler, ``ddim_uniform`` scheduler) both pick the same steps
+            (the host fidelity test compares them step by step); on other schedules the
+            host's window follows the noise level, so it may hold more or fewer steps.
         recurrent_steps: optimiser steps per timestep (official rule).
         gradient_checkpointing: recompute U-Net activations in the backward pass
             instead of keeping them (less memory, more time).

@@ -1,8 +1,7 @@
 """An independent, from-the-spec model of the published heads, for parity tests.
 
-Written from the key layout and forward pass documented for the released heads
-(shared/reference/official-readout-guidance.md §1, §3), with plain functional ops,
-so that the pack's `ReadoutHead` is checked against something it does not share code with.
+Written from the key layout and forward pass of the authors' released heads and code, with
+plain functional ops, so that the pack's `ReadoutHead` is checked against something it does not share code with.
 """
 
 from __future__ import annotations
@@ -97,7 +96,7 @@ def spec_forward(
     sequential: bool = False,
     output_act: bool = True,
 ) -> torch.Tensor:
-    """The documented head forward (§3), written out with functional ops, in float64."""
+    """The released head forward, written out with functional ops, in float64."""
     state = {k: v.double() for k, v in state.items()}
     features = features.double()
     emb = emb.double() if emb is not None else None

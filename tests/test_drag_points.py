@@ -56,12 +56,6 @@ def test_points_drawn_on_another_size_are_rescaled():
     assert points.handles.tolist() == [[100.0, 120.0]] and points.targets.tolist() == [[160.0, 120.0]]
 
 
-def test_round_trip_through_the_canvas_format():
-    points = parse_drag_points(FORMATS["kjnodes"], SIZE)
-    again = parse_drag_points(points.as_json(), SIZE)
-    assert torch.equal(again.handles, points.handles) and torch.equal(again.targets, points.targets)
-
-
 def test_pairs_outside_the_image_are_dropped_with_a_note():
     text = "[[[100, 120], [160, 120]], [[500, 10], [530, 10]], [[-1, 5], [10, 5]], [[10, 383], [10, 384]]]"
     points = parse_drag_points(text, SIZE)
@@ -135,13 +129,34 @@ def test_random_json_gives_points_or_a_points_error(value, width, height):
     assert bool(inside.all())
 
 
-@settings(max_examples=TEXT_EXAMPLES, deadline=None)
-@given(text=st.text(max_size=40))
-def test_random_text_gives_points_or_a_points_error(text):
+coordinates = st.floats(-100, 700, allow_nan=False)
+canvas_pairs = st.lists(st.tuples(coordinates, coordinates, coordinates, coordinates), min_size=1, max_size=5)
+
+
+def _is_json(text: str) -> bool:
     try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+@settings(max_examples=TEXT_EXAMPLES, deadline=None)
+@given(text=st.text(max_size=40).filter(lambda text: not _is_json(text)))
+def test_text_that_is_not_json_gives_a_points_error(text):
+    with pytest.raises(PointsError, match="JSON|points|pairs"):
         parse_drag_points(text, SIZE)
-    except PointsError:
-        pass
+
+
+@settings(max_examples=TEXT_EXAMPLES, deadline=None)
+@given(pairs=canvas_pairs)
+def test_canvas_json_keeps_exactly_the_pairs_inside_the_image(pairs):
+    text = json.dumps({"pairs": [{"handle": [hx, hy], "target": [tx, ty]} for hx, hy, tx, ty in pairs]})
+    inside = [p for p in pairs if all(0 <= x < SIZE[0] for x in p[0::2]) and all(0 <= y < SIZE[1] for y in p[1::2])]
+    points = parse_drag_points(text, SIZE)
+    assert len(points) == len(inside) and len(points.dropped) == len(pairs) - len(inside)
+    expected = torch.tensor([p[:2] for p in inside], dtype=torch.float32).reshape(-1, 2)
+    assert torch.equal(points.handles, expected)
 
 
 def test_face_boxes_from_text_and_masks():

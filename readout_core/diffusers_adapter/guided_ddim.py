@@ -2,7 +2,7 @@
 
 DDIM with leading spacing; on each step inside the guidance window the latent is
 moved by a fresh AdamW (lr = weight, ``recurrent_steps`` steps) against
-`guidance_loss`, then an ordinary step is taken from the moved latent (reference §4).
+`guidance_loss`, then an ordinary step is taken from the moved latent, as the authors' code does.
 One conditioning, no classifier-free guidance: this path serves unconditional or
 fixed-prompt models such as the tiny world; in ComfyUI the host adapter guides every
 sampler instead.
@@ -21,7 +21,8 @@ from .feature_source import DiffusersSource
 
 
 def guided_window(settings: GuidanceSettings | None, steps: int) -> range:
-    """Step indices guided, as released: ``[int(start·N), int(end·N))``."""
+    """Step indices guided, as released: ``[int(start·N), int(end·N))`` (a fraction of the steps;
+    the host's window is a fraction of the noise range: see `GuidanceSettings`)."""
     if settings is None:
         return range(0)
     return range(int(settings.start_percent * steps), int(settings.end_percent * steps))

@@ -1,7 +1,7 @@
 """The readout heads the Readout Guidance authors published, and where to fetch them.
 
-Twelve ``.pt`` files on the Hugging Face repository ``g-luo/readout-guidance``
-(shared/reference/official-readout-guidance.md §1): for each of SD1.5 and SDXL,
+Twelve ``.pt`` files on the authors' Hugging Face repository ``g-luo/readout-guidance``:
+for each of SD1.5 and SDXL,
 spatial pose / depth / edge heads, drag correspondence / appearance heads
 (``weights/``) and a pose-keypoint head (``readout_pose/``). The files keep their
 published names; `PUBLISHED_HEAD_NAMES` is the list a ComfyUI combo box offers.

@@ -26,7 +26,7 @@ STEPS, CFG, LR, RATIO = 10, 3.0, 2e-2, (0.0, 0.5)
 
 
 def released_reference(patcher, head, control, noise_vp, context_uncond, context_cond):
-    """The released loop, written out from the reference text: returns the final VP latent."""
+    """The released loop (the authors' DDIM guidance code), written out by hand: returns the final VP latent."""
     unet = patcher.model.diffusion_model
     alphas = 1.0 / (patcher.model.model_sampling.sigmas.double() ** 2 + 1.0)
     make_autograd_safe(unet)  # the host made the weights inference tensors
