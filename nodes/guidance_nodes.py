@@ -11,6 +11,7 @@ from readout_core.targets import spatial_target_from_image
 from .guidance_inputs import guidance_setting_inputs, guidance_settings, recurrent_steps_input
 from .input_checks import window_problem
 from .io_types import GuidanceTermsType, ReadoutHeadType
+from .shared_inputs import earlier_terms_input
 
 
 class SpatialTarget(io.ComfyNode):
@@ -29,8 +30,7 @@ class SpatialTarget(io.ComfyNode):
                 io.Image.Input("image", tooltip="The control image: any size; one image, or one per latent."),
                 io.Float.Input("weight", default=0.5, min=0.0, max=100.0, step=0.01,
                                tooltip="This head's share of the guidance loss (released: 0.5)."),
-                GuidanceTermsType.Input("terms", optional=True,
-                                        tooltip="Earlier guidance terms to add this one to."),
+                earlier_terms_input(),
             ],
             outputs=[GuidanceTermsType.Output(display_name="terms", tooltip="Guidance terms for Apply Readout Guidance.")],
         )

@@ -20,6 +20,7 @@ from readout_core.pose.keypoints import (
 
 from .input_checks import parse_problem
 from .io_types import GuidanceTermsType, PoseKeypointType, ReadoutHeadType
+from .shared_inputs import earlier_terms_input, readout_pass_inputs
 
 POSE_TEXT_EXAMPLE = '{"people": [{"pose_keypoints_2d": [x, y, c, ...18 joints]}], "canvas_width": W, "canvas_height": H}'
 
@@ -45,7 +46,7 @@ class PoseKeypointsTarget(io.ComfyNode):
                 io.String.Input("pose_text", multiline=True, default="", optional=True,
                                 tooltip="OpenPose JSON, e.g. " + POSE_TEXT_EXAMPLE + " (pixels or 0..1 fractions). "
                                 "When not empty it is used instead of pose_keypoint (an edited pose)."),
-                GuidanceTermsType.Input("terms", optional=True, tooltip="Earlier guidance terms to add this one to."),
+                earlier_terms_input(),
             ],
             outputs=[GuidanceTermsType.Output(display_name="terms", tooltip="Guidance terms for Apply Readout Guidance, "
                                               "the Readout Guided KSampler or the Readout Reference Sampler.")],
@@ -74,11 +75,7 @@ class ReadoutPose(io.ComfyNode):
             "it, pixels of the image) and the OpenPose skeleton. One person per image. The pose's JSON shows under "
             "the node: copy it into Pose Keypoints' pose_text to edit it.",
             inputs=[
-                io.Model.Input("model", tooltip="The model the head reads (SD1.5 or SDXL)."),
-                ReadoutHeadType.Input("head", tooltip="A pose keypoint head (18 joints)."),
-                io.Latent.Input("latent", tooltip="A latent (a sampler's output, or VAE Encode of an image)."),
-                io.Conditioning.Input("conditioning", tooltip="Conditioning for the U-Net pass (the heads were "
-                                      "trained with an empty prompt: use CLIP Text Encode with no text)."),
+                *readout_pass_inputs("A pose keypoint head (18 joints)."),
                 io.Float.Input("threshold", default=RELEASED_THRESHOLD, min=0.0, max=1.0, step=0.01,
                                tooltip="A joint counts when its heatmap reaches this (released: 0.1)."),
                 io.Float.Input("percent", default=1.0, min=0.0, max=1.0, step=0.01,

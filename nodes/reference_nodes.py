@@ -15,13 +15,10 @@ from readout_core.host_adapter import show_text_under_node
 
 from .input_checks import parse_problem
 from .io_types import DragPointsType, GuidanceTermsType, ReadoutHeadType
+from .shared_inputs import earlier_terms_input
 
 LOG = logging.getLogger("readout_guidance")
 POINTS_EXAMPLE = '{"pairs": [{"handle": [180, 200], "target": [260, 200]}]}'
-
-
-def _terms_input():
-    return GuidanceTermsType.Input("terms", optional=True, tooltip="Earlier guidance terms to add these to.")
 
 
 class DragPoints(io.ComfyNode):
@@ -87,7 +84,7 @@ class DragGuidance(io.ComfyNode):
                                tooltip="How strongly the content moves (released: 1)."),
                 io.Float.Input("appearance_weight", default=1.0, min=0.0, max=100.0, step=0.05,
                                tooltip="How strongly the look is kept (released: 1)."),
-                _terms_input(),
+                earlier_terms_input(),
             ],
             outputs=[GuidanceTermsType.Output(display_name="terms", tooltip="Guidance terms for the reference sampler.")],
         )
@@ -115,7 +112,7 @@ class AppearanceReference(io.ComfyNode):
                 ReadoutHeadType.Input("head", tooltip="An appearance head for this base model."),
                 io.Float.Input("weight", default=1.0, min=0.0, max=100.0, step=0.05,
                                tooltip="0.2–0.5: shared colours and texture; 1–3: the same object (paper Fig. 6)."),
-                _terms_input(),
+                earlier_terms_input(),
             ],
             outputs=[GuidanceTermsType.Output(display_name="terms", tooltip="Guidance terms for the reference sampler.")],
         )
@@ -146,7 +143,7 @@ class IdentityReference(io.ComfyNode):
                                 "Used for the reference and the new samples."),
                 io.Mask.Input("face_mask", optional=True, tooltip="A mask of the face; its bounding box is used "
                               "instead of face_box."),
-                _terms_input(),
+                earlier_terms_input(),
             ],
             outputs=[GuidanceTermsType.Output(display_name="terms", tooltip="Guidance terms for the reference sampler.")],
         )

@@ -12,7 +12,8 @@ from readout_core.heads.preview import render_readout
 
 from .guidance_inputs import guidance_setting_inputs, guidance_settings, recurrent_steps_input
 from .input_checks import window_problem
-from .io_types import GuidanceTermsType, ReadoutHeadType
+from .io_types import GuidanceTermsType
+from .shared_inputs import readout_pass_inputs
 
 
 class ReadoutGuidedKSampler(io.ComfyNode):
@@ -75,11 +76,7 @@ class ReadoutPreview(io.ComfyNode):
             description="Shows what a readout head sees in a latent: the pose / depth / edge map, keypoints, or "
             "a 3-colour PCA of appearance / correspondence features.",
             inputs=[
-                io.Model.Input("model", tooltip="The model the head reads (SD1.5 or SDXL)."),
-                ReadoutHeadType.Input("head", tooltip="Any readout head."),
-                io.Latent.Input("latent", tooltip="A latent (VAE Encode an image, or a sampler's output)."),
-                io.Conditioning.Input("conditioning", tooltip="Conditioning for the U-Net pass (the heads were "
-                                      "trained with an empty prompt: use CLIP Text Encode with no text)."),
+                *readout_pass_inputs("Any readout head."),
                 io.Float.Input("percent", default=0.95, min=0.0, max=1.0, step=0.01,
                                tooltip="Noise level to read at, as a percent of the schedule (1.0 = clean)."),
             ],
