@@ -1,5 +1,12 @@
 """Readout Guidance core: heads, decoder features, losses. Independent of ComfyUI.
 
+Sub-packages name the concepts: `heads` (the network, its files and the published heads),
+`training` (from a dataset folder to a head), `pose` (body poses), `diffusers_adapter` (the
+only part that knows diffusers), `host_adapter` (the only part that knows ComfyUI) and
+`tiny_world` (the shipped demo model). The shared pieces sit at the top: `features`,
+`guidance`, `losses`, `targets`, `drag_points`, `crop_boxes`, `value_ranges`, `latent_scale`,
+`atomic_files`, `safe_json`, `errors`, `cpu_threads`, `progress`.
+
 Importing this package is instant: each name below loads its module (and torch, numpy,
 safetensors) on first use, so ``python -m readout_core --help`` needs none of them. The one
 module that talks to the ComfyUI host, `readout_core.host_adapter`, is imported by the node

@@ -88,7 +88,7 @@ class GuidanceTerm:
 class KeypointTerm:
     """A keypoint head and the body pose its 18 joint heatmaps should show.
 
-    The poses are rendered as the heads were trained (`pose_heatmaps`) at the readout's
+    The poses are rendered as the heads were trained (`pose.heatmaps`) at the readout's
     size when guidance first sees it; joints missing from the pose are left out of the loss.
 
     Attributes:

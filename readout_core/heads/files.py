@@ -8,7 +8,7 @@ Two formats:
   (its header checked by `safetensors_header` before the library reads it).
 
 Every config field is type- and range-checked (`HeadInfo`), and checked against the
-weights' shapes (`head_weights`) before any module is allocated.
+weights' shapes (`weights`) before any module is allocated.
 """
 
 from __future__ import annotations
