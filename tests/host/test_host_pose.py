@@ -11,6 +11,8 @@ needed to show the halving asked of real heads).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -163,3 +165,26 @@ def test_pose_nodes_say_what_to_change(world):
         run_node(pack["ReadoutGuidance_ReadoutPose"], model=world["model"], head=spatial,
                  latent={"samples": torch.zeros(1, 4, 16, 16)}, conditioning=world["positive"], threshold=0.1,
                  percent=1.0)
+
+
+def test_pose_nodes_send_the_pose_canvas_its_pose_and_image(world):
+    pack = world["pack"]
+    image = torch.rand(2, 96, 128, 3, generator=torch.Generator().manual_seed(3))
+    edited = json.dumps([{"people": [{"pose_keypoints_2d": [40.0, 30.0, 1.0] + [7.0, 8.0, 0.0] + [0.0] * 48}],
+                          "canvas_width": 128, "canvas_height": 96}])
+    with torch.inference_mode():
+        shown = pack["ReadoutGuidance_PoseKeypoints"].execute(head=world["head"], weight=1.0, pose_text=edited,
+                                                              image=image).ui
+        plain = pack["ReadoutGuidance_PoseKeypoints"].execute(head=world["head"], weight=1.0,
+                                                              pose_keypoint=world["pose"]).ui
+        read = pack["ReadoutGuidance_ReadoutPose"].execute(model=world["model"], head=world["head"],
+                                                           latent={"samples": torch.zeros(1, 4, 16, 16)},
+                                                           conditioning=world["positive"], threshold=0.0,
+                                                           percent=1.0).ui
+    (used,) = json.loads(shown["openpose_json"][0])
+    # the hidden joint's kept place (7, 8, confidence 0) is read as missing: 0, 0, 0
+    assert used["people"][0]["pose_keypoints_2d"][:6] == [40.0, 30.0, 1.0, 0.0, 0.0, 0.0]
+    assert [entry["type"] for entry in shown["pose_image"]] == ["temp"]  # the first image only
+    assert set(plain) == {"openpose_json"}  # no image input: the pose alone
+    assert parse_pose_keypoint(plain["openpose_json"][0])[0].people.shape == (1, JOINTS, 3)
+    assert parse_pose_keypoint(read["openpose_json"][0])[0].width == 128 and len(read["images"]) == 1
