@@ -44,7 +44,8 @@ export class ImageCanvas {
     this.bar = document.createElement("div");
     Object.assign(this.bar.style, { display: "flex", gap: "6px", alignItems: "center", fontSize: "11px", color: "#bbb" });
     this.status = document.createElement("span");
-    this.status.style.flex = "1";
+    // One line however long the status grows: a wrapping line would resize the canvas mid-drag.
+    Object.assign(this.status.style, { flex: "1", minWidth: "0", whiteSpace: "nowrap", overflow: "hidden", textOverflow: "ellipsis" });
     this.bar.append(this.status);
     this.element.append(this.keys, this.canvas, this.bar);
 
@@ -72,7 +73,10 @@ export class ImageCanvas {
     const button = document.createElement("button");
     button.textContent = label;
     button.title = title;
-    this.listen(button, "click", action);
+    this.listen(button, "click", () => {
+      action();
+      this.keys.focus({ preventScroll: true });  // Delete and Ctrl+Z keep acting on the canvas
+    });
     this.bar.append(button);
     return button;
   }
@@ -192,6 +196,7 @@ export class ImageCanvas {
     const [w, h] = this.size();
     const where = this.pointer ? ` · pointer (${Math.round(this.pointer[0])}, ${Math.round(this.pointer[1])})` : "";
     this.status.textContent = `${this.summary()} · image ${w}×${h} px${where}`;
+    this.status.title = this.status.textContent;
   }
 }
 

@@ -37,7 +37,11 @@ class PoseCanvas extends ImageCanvas {
     this.jointList = document.createElement("select");
     this.jointList.title = "The joint to hide or restore (or click a joint on the canvas)";
     this.jointList.setAttribute("aria-label", "Joint");
-    this.listen(this.jointList, "change", () => this.pick(this.jointList.value));
+    this.jointList.style.maxWidth = "9em";
+    this.listen(this.jointList, "change", () => {
+      this.pick(this.jointList.value);
+      this.keys.focus({ preventScroll: true });
+    });
     this.bar.append(this.jointList);
     this.toggleButton = this.addButton("Hide / restore", "Leave the selected joint out of the target, or bring it back (Delete)",
       () => this.toggleSelected());
