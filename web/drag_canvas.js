@@ -19,7 +19,6 @@ class DragCanvas extends ImageCanvas {
       placeholder: () => "Queue once (or connect Load Image) to see the image",
     });
     this.selected = null;
-    this.gesture = null;
     const stored = deserialize(pointsWidget.value);
     this.history = new PairHistory(stored.pairs);
     this.savedSize = stored.width && stored.height ? [stored.width, stored.height] : null;
@@ -69,21 +68,15 @@ class DragCanvas extends ImageCanvas {
     this.draw();
   }
 
-  onMove(event) {
-    const point = this.toImage(event);
-    this.pointer = point;
-    if (this.gesture && point) {
-      event.stopPropagation();
-      if (this.gesture.kind === "new") {
-        this.gesture.end = point;
-      } else if (this.gesture.hit.end) {
-        this.history.moveEnd(this.gesture.hit.index, this.gesture.hit.end, point);
-      } else {
-        const { start, from } = this.gesture;
-        this.history.shift(this.gesture.hit.index, from, point[0] - start[0], point[1] - start[1]);
-      }
+  dragTo(point) {
+    if (this.gesture.kind === "new") {
+      this.gesture.end = point;
+    } else if (this.gesture.hit.end) {
+      this.history.moveEnd(this.gesture.hit.index, this.gesture.hit.end, point);
+    } else {
+      const { start, from } = this.gesture;
+      this.history.shift(this.gesture.hit.index, from, point[0] - start[0], point[1] - start[1]);
     }
-    this.draw();
   }
 
   onUp(event) {
@@ -102,18 +95,18 @@ class DragCanvas extends ImageCanvas {
     this.commit();
   }
 
-  onKey(event) {
-    if ((event.key === "Delete" || event.key === "Backspace") && this.selected !== null) {
-      if (this.history.remove(this.selected)) this.selected = null;
-      this.commit();
-    } else if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
-      if (this.history.undo()) this.selected = null;
-      this.commit();
-    } else {
-      return;
-    }
-    event.preventDefault();
-    event.stopPropagation();
+  hasSelection() {
+    return this.selected !== null;
+  }
+
+  removeSelected() {
+    if (this.history.remove(this.selected)) this.selected = null;
+    this.commit();
+  }
+
+  undo() {
+    if (this.history.undo()) this.selected = null;
+    this.commit();
   }
 
   // -- drawing ------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 // invisible input, the image from the node's last run or from the Load Image feeding it, the
 // mapping between mouse and image pixels, and the node hooks that keep it alive through clone,
 // paste, configure, removal and moving between graphs. A subclass draws its own marks
-// (drawMarks), handles the pointer and keys (onDown, onMove, onUp, onKey), re-reads its text
-// (reload) and names the size it edits at without an image (storedSize).
+// (drawMarks, summary), handles the pointer (onDown, dragTo, onUp) and the selection
+// (hasSelection, removeSelected, undo), re-reads its text (reload) and names the size it edits
+// at without an image (storedSize).
 import { api } from "../../scripts/api.js";
 import { canvasToImage, fitRect } from "./drag_points_model.js";
 import { contained, runAfter, upstreamImage } from "./node_lifecycle.js";
@@ -27,6 +28,7 @@ export class ImageCanvas {
     this.image = null;
     this.imageSize = null;
     this.pointer = null;
+    this.gesture = null;  // what a drag holds, from onDown to onUp
     this.loading = null;  // the Image being fetched for setImage
     this.removed = false;
 
@@ -61,6 +63,30 @@ export class ImageCanvas {
     this.listen(this.keys, "keydown", (e) => this.onKey(e));
     this.resizeObserver = new ResizeObserver(() => contained(() => this.draw()));
     this.resizeObserver.observe(this.canvas);
+  }
+
+  /** The pointer moved: follow it; during a gesture `dragTo(point)` moves what it holds. */
+  onMove(event) {
+    const point = this.toImage(event);
+    this.pointer = point;
+    if (this.gesture && point) {
+      event.stopPropagation();
+      this.dragTo(point);
+    }
+    this.draw();
+  }
+
+  /** Delete / Backspace → `removeSelected()` (with a selection), Ctrl+Z → `undo()`; kept from the graph. */
+  onKey(event) {
+    if ((event.key === "Delete" || event.key === "Backspace") && this.hasSelection()) {
+      this.removeSelected();
+    } else if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
+      this.undo();
+    } else {
+      return;
+    }
+    event.preventDefault();
+    event.stopPropagation();
   }
 
   /** Call `handler(event)` for `type` events on `target`, its errors contained. */

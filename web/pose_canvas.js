@@ -33,7 +33,6 @@ class PoseCanvas extends ImageCanvas {
     this.source = { text: null, pose: null };  // the input pose, read once per text
     this.drawnSource = null;
     this.selected = null;  // { person, joint }
-    this.gesture = null;
     this.jointList = document.createElement("select");
     this.jointList.title = "The joint to hide or restore (or click a joint on the canvas)";
     this.jointList.setAttribute("aria-label", "Joint");
@@ -155,14 +154,8 @@ class PoseCanvas extends ImageCanvas {
     this.draw();
   }
 
-  onMove(event) {
-    const point = this.toImage(event);
-    this.pointer = point;
-    if (this.gesture && point) {
-      event.stopPropagation();
-      this.history.move(this.gesture.person, this.gesture.joint, point);
-    }
-    this.draw();
+  dragTo(point) {
+    this.history.move(this.gesture.person, this.gesture.joint, point);
   }
 
   onUp(event) {
@@ -173,16 +166,16 @@ class PoseCanvas extends ImageCanvas {
     if (this.history.settle()) this.commit();
   }
 
-  onKey(event) {
-    if ((event.key === "Delete" || event.key === "Backspace") && this.selected) {
-      this.toggleSelected();
-    } else if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
-      if (this.history.undo()) this.commit();
-    } else {
-      return;
-    }
-    event.preventDefault();
-    event.stopPropagation();
+  hasSelection() {
+    return Boolean(this.selected);
+  }
+
+  removeSelected() {
+    this.toggleSelected();
+  }
+
+  undo() {
+    if (this.history.undo()) this.commit();
   }
 
   // -- drawing ------------------------------------------------------------------------------
