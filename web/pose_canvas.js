@@ -201,15 +201,16 @@ class PoseCanvas extends ImageCanvas {
       if (!hasPlace(joint)) return;
       const [x, y] = at(joint);
       const selected = this.selected?.person === person && this.selected?.joint === index;
+      const present = isPresent(joint);
       ctx.beginPath();
-      ctx.arc(x, y, selected ? 7 : 5, 0, 2 * Math.PI);
-      if (isPresent(joint)) {
-        ctx.fillStyle = rgb(COLOURS[index]);
-        ctx.fill();
-      }
-      ctx.setLineDash?.(isPresent(joint) ? [] : [3, 3]);
-      ctx.strokeStyle = selected ? "#fff" : isPresent(joint) ? "#000" : "#aaa";
-      ctx.lineWidth = selected ? 2 : 1;
+      ctx.arc(x, y, (selected ? 7 : 5) + (present ? 0 : 1), 0, 2 * Math.PI);
+      ctx.globalAlpha = present ? 1 : 0.35;  // a hidden joint: faint, in a dashed ring
+      ctx.fillStyle = rgb(COLOURS[index]);
+      ctx.fill();
+      ctx.globalAlpha = 1;
+      ctx.setLineDash?.(present ? [] : [3, 2]);
+      ctx.strokeStyle = selected || !present ? "#fff" : "#000";
+      ctx.lineWidth = selected || !present ? 2 : 1;
       ctx.stroke();
       ctx.setLineDash?.([]);
     }));
