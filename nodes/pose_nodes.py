@@ -35,7 +35,8 @@ class PoseKeypointsTarget(io.ComfyNode):
             display_name="Pose Keypoints",
             category="Readout Guidance",
             description="Makes a body pose the target of a pose keypoint head (readout_sdv15 / sdxl_pose_keypoint): "
-            "the generation is steered so the head finds the joints there. Joints missing from the pose are left free.",
+            "the generation is steered so the head finds the joints there. Joints missing from the pose are left free. "
+            "Edit the pose on the node's canvas: drag joints, hide or restore them (the edit goes into pose_text).",
             inputs=[
                 ReadoutHeadType.Input("head", tooltip="A pose keypoint head (18 joints) from Load Readout Head."),
                 io.Float.Input("weight", default=1.0, min=0.0, max=100.0, step=0.01,
@@ -45,8 +46,10 @@ class PoseKeypointsTarget(io.ComfyNode):
                                        "one pose for all latents, or one per latent."),
                 io.String.Input("pose_text", multiline=True, default="", optional=True,
                                 tooltip="OpenPose JSON, e.g. " + POSE_TEXT_EXAMPLE + " (pixels or 0..1 fractions). "
-                                "When not empty it is used instead of pose_keypoint (an edited pose)."),
+                                "When not empty it is used instead of pose_keypoint (an edited pose; the canvas writes it)."),
                 earlier_terms_input(),
+                io.Image.Input("image", optional=True, tooltip="The image the pose belongs to, shown under the pose "
+                               "canvas (not used for guidance)."),
             ],
             outputs=[GuidanceTermsType.Output(display_name="terms", tooltip="Guidance terms for Apply Readout Guidance, "
                                               "the Readout Guided KSampler or the Readout Reference Sampler.")],
@@ -57,9 +60,15 @@ class PoseKeypointsTarget(io.ComfyNode):
         return parse_problem(_pose_text_problem, pose_text)
 
     @classmethod
-    def execute(cls, head, weight: float, pose_keypoint=None, pose_text: str = "", terms=None) -> io.NodeOutput:
+    def execute(cls, head, weight: float, pose_keypoint=None, pose_text: str = "", terms=None,
+                image=None) -> io.NodeOutput:
         poses = pose_from_inputs(pose_keypoint, pose_text)
-        return io.NodeOutput(list(terms or []) + [KeypointTerm(head=head, poses=tuple(poses), weight=weight)])
+        term = KeypointTerm(head=head, poses=tuple(poses), weight=weight)
+        # For the pose canvas: the pose used (the input's, while pose_text is empty) and its image.
+        shown = {"openpose_json": [pose_keypoint_text(poses)]}
+        if image is not None and image.ndim == 4 and image.shape[0] > 0:
+            shown["pose_image"] = ui.PreviewImage(image[:1], cls=cls).as_dict()["images"]
+        return io.NodeOutput(list(terms or []) + [term], ui=shown)
 
 
 class ReadoutPose(io.ComfyNode):
@@ -98,8 +107,10 @@ class ReadoutPose(io.ComfyNode):
         size = (heatmaps.shape[-1] * PIXELS_PER_LATENT, heatmaps.shape[-2] * PIXELS_PER_LATENT)
         frames = read_pose(heatmaps, size, threshold)
         skeleton = draw_poses(frames)
-        show_text_under_node(pose_keypoint_text(frames))
-        return io.NodeOutput(pose_keypoint_value(frames), skeleton, ui=ui.PreviewImage(skeleton, cls=cls))
+        text = pose_keypoint_text(frames)
+        show_text_under_node(text)
+        shown = {**ui.PreviewImage(skeleton, cls=cls).as_dict(), "openpose_json": [text]}  # as DWPose shows its pose
+        return io.NodeOutput(pose_keypoint_value(frames), skeleton, ui=shown)
 
 
 def _pose_text_problem(pose_text: str) -> None:

@@ -3,9 +3,10 @@ socket types taken from a running host's ``/object_info`` (a developer tool).
 
     COMFYUI_PATH=/path/to/ComfyUI /path/to/comfy-python tools/make_example_workflows.py
 
-Each workflow uses only core nodes and this pack's, and starts with a note naming the
-models and images it expects. The host tests validate the written files against both
-test hosts.
+Each workflow uses core nodes and this pack's (the pose-from-DWPose ones also
+comfyui_controlnet_aux's DWPose Estimator, whose definition is recorded in
+tests/host/external_nodes.json), and starts with a note naming the models and images it
+expects. The host tests validate the written files against the test hosts.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "host")]
 
 from host_server import get_json, running_server  # noqa: E402
 from host_support import find_host  # noqa: E402
-from workflow_check import FRONTEND_ONLY_NODES, combo_options, input_specs, is_widget, widget_slots  # noqa: E402
+from workflow_check import (  # noqa: E402
+    FRONTEND_ONLY_NODES,
+    combo_options,
+    input_specs,
+    is_widget,
+    widget_slots,
+    with_external_nodes,
+)
 
 CHECKPOINT = {"sd15": "v1-5-pruned-emaonly.safetensors", "sdxl": "sd_xl_base_1.0.safetensors"}
 SIZE = {"sd15": 512, "sdxl": 1024}
@@ -232,11 +240,11 @@ def pose_edit_generated() -> dict:
     gen_nodes, gen_links = generation(family, "a photo of a dancer in a red dress on a beach")
     nodes = [
         note(f"Pose edit of a generated image (SD1.5).\nModels: {CHECKPOINT[family]}. {HEADS_NOTE}\n"
-             "1. Queue once: the KSampler makes the image and Readout Pose reads its pose with the keypoint head "
-             "(the skeleton shows; the pose's JSON shows under Readout Pose). 2. Copy that JSON into Pose Keypoints' "
-             "pose_text and change joints' x, y (image pixels); a joint set to 0, 0, 0 is left free. 3. Queue again: "
-             "the reference sampler regenerates the image from the same seed, guided to the new pose while the "
-             "appearance term keeps its colours. With pose_text empty the read pose itself is the target."),
+             "1. Queue once: the KSampler makes the image and Readout Pose reads its pose with the keypoint head; "
+             "the Pose Keypoints canvas shows the skeleton over the image. 2. Drag joints on the canvas (Delete hides "
+             "the selected joint: it is left free; Ctrl+Z undoes); the edited pose goes into pose_text. 3. Queue "
+             "again: the reference sampler regenerates the image from the same seed, guided to the new pose while "
+             "the appearance term keeps its colours. With pose_text empty the read pose itself is the target."),
         *gen_nodes,
         node("gen_preview", "PreviewImage"),
         node("blank", "CLIPTextEncode", text=""),
@@ -253,8 +261,38 @@ def pose_edit_generated() -> dict:
              ("ckpt", 0, "read", "model"), ("pose_head", 0, "read", "head"), ("gen", 0, "read", "latent"),
              ("blank", 0, "read", "conditioning"), ("read", 1, "skeleton", "images"), ("app", 0, "look", "head"),
              ("pose_head", 0, "pose", "head"), ("read", 0, "pose", "pose_keypoint"), ("look", 0, "pose", "terms"),
+             ("gen_decode", 0, "pose", "image"),
              ("ckpt", 0, "sampler", "model"), ("pos", 0, "sampler", "positive"), ("neg", 0, "sampler", "negative"),
              ("empty", 0, "sampler", "latent_image"), ("pose", 0, "sampler", "terms"), *end_links]
+    return {"nodes": nodes, "links": links}
+
+
+def pose_from_dwpose(family: str) -> dict:
+    prefix = "sdv15" if family == "sd15" else "sdxl"
+    nodes = [
+        note(f"Pose from DWPose keypoints ({family.upper()}).\nModels: {CHECKPOINT[family]} in models/checkpoints. "
+             f"{HEADS_NOTE}\nNeeds comfyui_controlnet_aux (DWPose Estimator; it downloads its own models). Load a "
+             "photo of a person: DWPose reads the pose, Pose Keypoints makes it the keypoint head's target, and the "
+             "generation takes that pose (no ControlNet). Joints DWPose did not find are left free. To change the "
+             "pose, queue once and drag joints on the Pose Keypoints canvas."),
+        *text_to_image(family, "a photo of an astronaut on the moon, full body"),
+        node("photo", "LoadImage", image="pose_person.png"),
+        node("dwpose", "DWPreprocessor", detect_hand="disable", detect_body="enable", detect_face="disable",
+             resolution=SIZE[family]),
+        node("skeleton", "PreviewImage"),
+        node("head", "ReadoutGuidance_LoadHead", head_name=f"readout_{prefix}_pose_keypoint.pt"),
+        node("pose", "ReadoutGuidance_PoseKeypoints", weight=1.0, pose_text=""),
+        node("sampler", "ReadoutGuidance_KSampler", seed=0, steps=30, cfg=7.5, sampler_name="ddim",
+             scheduler="ddim_uniform", update_rule="official", guidance_weight=0.02, start_percent=0.0,
+             end_percent=0.5, gradient_checkpointing=family == "sdxl", denoise=1.0),
+        node("decode", "VAEDecode"),
+        node("save", "SaveImage", filename_prefix="readout_pose_keypoints"),
+    ]
+    links = [*CLIP_LINKS, ("photo", 0, "dwpose", "image"), ("dwpose", 0, "skeleton", "images"),
+             ("head", 0, "pose", "head"), ("dwpose", 1, "pose", "pose_keypoint"), ("photo", 0, "pose", "image"),
+             ("ckpt", 0, "sampler", "model"), ("pos", 0, "sampler", "positive"), ("neg", 0, "sampler", "negative"),
+             ("empty", 0, "sampler", "latent_image"), ("pose", 0, "sampler", "terms"),
+             ("sampler", 0, "decode", "samples"), ("ckpt", 2, "decode", "vae"), ("decode", 0, "save", "images")]
     return {"nodes": nodes, "links": links}
 
 
@@ -299,6 +337,8 @@ WORKFLOWS = {
     "identity_reference_sd15": lambda: appearance(identity=True),
     "train_depth_head_sd15": train_head,
     "pose_edit_generated_image_sd15": pose_edit_generated,
+    "pose_from_dwpose_sd15": lambda: pose_from_dwpose("sd15"),
+    "pose_from_dwpose_sdxl": lambda: pose_from_dwpose("sdxl"),
 }
 
 
@@ -356,7 +396,7 @@ def main() -> int:
         print(f"error: {sentence}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as base, running_server(host, Path(base)) as url:
-        object_info = get_json(f"{url}/object_info")
+        object_info = with_external_nodes(get_json(f"{url}/object_info"))
     out = REPO / "example_workflows"
     for name, make in WORKFLOWS.items():
         (out / f"{name}.json").write_text(json.dumps(build(make(), object_info), indent=1) + "\n")

@@ -3,7 +3,7 @@
 // converting into a subgraph and back), a node being created, and a node already removed.
 // getInputNode throws NullGraphError on such a node: always from frontend 1.53.6 on, and before
 // that when the node still holds links (converting into a subgraph configures such nodes). So
-// every look at the graph around a node goes through `upstreamImage`, and every call from the
+// every look at the graph around a node goes through `upstreamNode`, and every call from the
 // frontend into the pack goes through `runAfter` or `contained`, which keep our errors out of it.
 
 const WARNING = "Readout Guidance: an update of the canvas or the presets was skipped (the node's values still work).";
@@ -36,15 +36,20 @@ export function inGraph(node) {
   return Boolean(node?.graph);
 }
 
+/** The node feeding `node`'s input `inputName`, or null: no graph, no such input or no link. */
+export function upstreamNode(node, inputName) {
+  if (!inGraph(node)) return null;
+  const slot = node.inputs?.findIndex((input) => input.name === inputName) ?? -1;
+  if (slot < 0) return null;
+  return node.getInputNode?.(slot) ?? null;  // null when nothing is connected
+}
+
 /**
  * The loaded picture that the node feeding `node`'s input `inputName` shows (a Load Image
  * preview), or null: no graph, no such input, no link, or nothing loaded yet.
  */
 export function upstreamImage(node, inputName) {
-  if (!inGraph(node)) return null;
-  const slot = node.inputs?.findIndex((input) => input.name === inputName) ?? -1;
-  if (slot < 0) return null;
-  const source = node.getInputNode?.(slot);  // null when nothing is connected
+  const source = upstreamNode(node, inputName);
   const image = source?.imgs?.[source.imageIndex ?? 0];
   return image?.complete && image.naturalWidth ? image : null;
 }

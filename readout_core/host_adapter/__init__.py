@@ -14,7 +14,7 @@ through the host's own samplers:
 """
 
 from .guided_sampling import BACKWARD_MEMORY_FACTOR, WRAPPER_KEY, HostGuidance, guided_clone, show_text_under_node
-from .readout import readout_of_latent
+from .readout import latent_features, readout_of_latent
 from .unet import (
     check_head_fits,
     checkpointed_layers,
@@ -28,7 +28,8 @@ from .unet import (
 )
 
 __all__ = [
-    "BACKWARD_MEMORY_FACTOR", "WRAPPER_KEY", "HostGuidance", "guided_clone", "show_text_under_node", "readout_of_latent", "check_head_fits",
+    "BACKWARD_MEMORY_FACTOR", "WRAPPER_KEY", "HostGuidance", "guided_clone", "show_text_under_node", "latent_features",
+    "readout_of_latent", "check_head_fits",
     "checkpointed_layers", "control_modules", "find_diffusion_model", "head_on", "host_decoder_layout",
     "host_feature_modules", "host_head_embedding", "make_autograd_safe",
 ]

@@ -19,12 +19,20 @@ def readout_of_latent(patcher: Any, head: nn.Module, latent: dict, conditioning:
     schedule; no noise is added), conditioned on ``conditioning`` with CFG 1. Returns
     ``[B, K, h, w]`` on the CPU.
     """
+    check_head_fits(head, host_decoder_layout(find_diffusion_model(patcher)))
+    features, emb = latent_features(patcher, latent, conditioning, percent)
+    with torch.no_grad():
+        return head_on(head, features.device)(features, emb.to(features.device)).cpu()
+
+
+def latent_features(patcher: Any, latent: dict, conditioning: list, percent: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoder features ``[B, C, h, w]`` a head reads from a LATENT, and the timestep
+    embedding ``[B, E]``: one evaluation as in `readout_of_latent` (float32)."""
     import comfy.patcher_extension
     import comfy.samplers
 
     unet = find_diffusion_model(patcher)
     layout = host_decoder_layout(unet)
-    check_head_fits(head, layout)
     captured: dict[str, torch.Tensor] = {}
 
     def capture(executor, x, timesteps, context, y, control, transformer_options, **kwargs):
@@ -48,8 +56,7 @@ def readout_of_latent(patcher: Any, head: nn.Module, latent: dict, conditioning:
     sigma = min(sigma, float(model.get_model_object("model_sampling").sigma_max))
     guider.sample(torch.zeros_like(samples), samples, comfy.samplers.KSAMPLER(one_evaluation),
                   torch.tensor([sigma, 0.0]), disable_pbar=True, seed=0)
-    features = captured["features"].float()
     batch = samples.shape[0]
     with torch.no_grad():
         emb = host_head_embedding(unet, captured["timesteps"][:batch]).float()
-        return head_on(head, features.device)(features[:batch], emb.to(features.device)).cpu()
+    return captured["features"][:batch].float(), emb

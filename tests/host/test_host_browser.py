@@ -41,6 +41,8 @@ from host_server import running_server  # noqa: E402
 WORKFLOW = PACK_DIR / "example_workflows" / "drag_real_image_sd15.json"
 SCREENSHOT_DIR = Path(os.environ.get("READOUT_SCREENSHOT_DIR", PACK_DIR / ".screenshots"))
 DRAG_NODE = "ReadoutGuidance_DragPoints"
+POSE_WORKFLOW = PACK_DIR / "example_workflows" / "pose_edit_generated_image_sd15.json"
+POSE_NODE = "ReadoutGuidance_PoseKeypoints"
 SLOW_IMAGE = "drag_slow.png"  # served only when the test lets it through
 
 # A returning user's files: without them a fresh frontend logs 404s while it starts.
@@ -90,14 +92,22 @@ PAGE_HELPERS = """() => {
             app.canvas.ds.offset = [40, 80];
             app.canvas.setDirty(true, true);
         },
-        async load(workflow) {
+        async load(workflow, focusType = "%(node)s") {
             // The test host has no checkpoints: skip the missing-models dialog.
             await app.loadGraphData(workflow, true, true, null,
                                     {showMissingModelsDialog: false, showMissingNodesDialog: false});
-            this.focus(this.dragNodes()[0]);
+            this.focus(graphNow()._nodes.find((n) => n.type === focusType));
         },
+        poseNodes: (graph = graphNow()) => graph._nodes.filter((n) => n.type === "%(pose)s"),
+        poseState(node) {
+            const canvas = node.readoutPoseCanvas;
+            return {id: node.id, text: node.widgets.find((w) => w.name === "pose_text").value,
+                    edited: Boolean(canvas?.history.pose), image: Boolean(canvas?.image),
+                    size: canvas?.size() ?? null, status: canvas?.status.textContent ?? null};
+        },
+        poseStates(graph = graphNow()) { return this.poseNodes(graph).map((n) => this.poseState(n)); },
     };
-}""" % {"node": DRAG_NODE}
+}""" % {"node": DRAG_NODE, "pose": POSE_NODE}
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +146,20 @@ def session(tmp_path_factory):
 @pytest.fixture
 def page(session):
     """The shared page, with the drag workflow loaded afresh; the test fails on any error in the page."""
+    yield from loaded_page(session, WORKFLOW, DRAG_NODE)
+
+
+@pytest.fixture
+def pose_page(session):
+    """The shared page, with the pose edit workflow loaded afresh and its Pose Keypoints node in view."""
+    yield from loaded_page(session, POSE_WORKFLOW, POSE_NODE)
+
+
+def loaded_page(session, workflow: Path, focus_type: str):
     page, problems = session["page"], session["problems"]
     close_dialogs(page)
-    page.evaluate("async (workflow) => window.readoutTest.load(workflow)", json.loads(WORKFLOW.read_text()))
+    page.evaluate("async ([workflow, type]) => window.readoutTest.load(workflow, type)",
+                  [json.loads(workflow.read_text()), focus_type])
     page.wait_for_timeout(300)
     problems.clear()  # what happened before (startup included) belongs to earlier tests
     session["frontend_own"] = set()  # a test names the frontend's own messages it provokes
@@ -175,13 +196,13 @@ def drag_node_state(page) -> dict:
     return state
 
 
-def canvas_mapping(page):
-    """image pixel -> page coordinates for the Drag Points canvas; and the image size."""
-    size = page.evaluate("() => window.readoutTest.dragNodes()[0].readoutDragCanvas.size()")
-    box = page.evaluate("""() => {
-        const r = window.readoutTest.dragNodes()[0].readoutDragCanvas.canvas.getBoundingClientRect();
-        return {x: r.x, y: r.y, width: r.width, height: r.height};
-    }""")
+def canvas_mapping(page, canvas_js="window.readoutTest.dragNodes()[0].readoutDragCanvas"):
+    """image pixel -> page coordinates for the Drag Points canvas (or the one `canvas_js` names); and the image size."""
+    size = page.evaluate(f"() => {canvas_js}.size()")
+    box = page.evaluate(f"""() => {{
+        const r = {canvas_js}.canvas.getBoundingClientRect();
+        return {{x: r.x, y: r.y, width: r.width, height: r.height}};
+    }}""")
     scale = min(box["width"] / size[0], box["height"] / size[1])  # the image is letterboxed into the canvas
     left, top = box["x"] + (box["width"] - size[0] * scale) / 2, box["y"] + (box["height"] - size[1] * scale) / 2
     return (lambda x, y: (left + x * scale, top + y * scale)), size, box
@@ -246,8 +267,13 @@ def test_draw_move_delete_and_undo_arrows_on_the_canvas(page):
     page.screenshot(path=str(SCREENSHOT_DIR / "drag_canvas.png"), clip={
         "x": max(box["x"] - 20, 0), "y": max(box["y"] - 120, 0), "width": box["width"] + 40, "height": box["height"] + 200})
 
-    # The prompt the frontend sends carries the points; the test host has no checkpoint, so the
-    # server is not asked (it would refuse the prompt): the request is answered here.
+    prompt = sent_prompt(page)
+    assert json.loads(prompt[str(drag_node_state(page)["id"])]["inputs"]["points"]) == stored
+
+
+def sent_prompt(page) -> dict:
+    """Queue the workflow; the prompt the frontend sends. The test host has no checkpoint, so the
+    server is not asked (it would refuse the prompt): the request is answered here."""
     accepted = json.dumps({"prompt_id": "browser-test", "number": 0, "node_errors": {}})
     page.route("**/prompt", lambda route: route.fulfill(status=200, content_type="application/json", body=accepted)
                if route.request.method == "POST" else route.continue_())
@@ -256,8 +282,7 @@ def test_draw_move_delete_and_undo_arrows_on_the_canvas(page):
             page.evaluate("() => window.app.queuePrompt(0, 1)")
     finally:
         page.unroute("**/prompt")
-    prompt = json.loads(sent.value.post_data)["prompt"]
-    assert json.loads(prompt[str(drag_node_state(page)["id"])]["inputs"]["points"]) == stored
+    return json.loads(sent.value.post_data)["prompt"]
 
 
 def test_points_survive_save_and_reload_of_the_workflow(page):
@@ -389,3 +414,109 @@ def test_graph_undo_steps_back_through_canvas_edits(page):
     page.keyboard.press("Control+z")  # the frontend's graph undo
     page.wait_for_timeout(800)
     assert drag_node_state(page)["points"] == before
+
+
+# The pose Readout Pose "read" (a 512×512 image): joint -> (x, y); the others missing (0, 0, 0).
+READ_JOINTS = {0: (256, 100), 1: (256, 160), 2: (206, 160), 3: (190, 240), 4: (180, 310), 5: (306, 160),
+               6: (322, 240), 8: (226, 300), 11: (286, 300)}
+READ_POSE = [{"people": [{"pose_keypoints_2d": [v for j in range(18) for v in
+                                                 ([*READ_JOINTS[j], 1.0] if j in READ_JOINTS else [0, 0, 0])]}],
+              "canvas_width": 512, "canvas_height": 512}]
+POSE_CANVAS = "window.readoutTest.poseNodes()[0].readoutPoseCanvas"
+
+
+def pose_state(page) -> dict:
+    (state,) = page.evaluate("() => window.readoutTest.poseStates()")
+    return state
+
+
+def pose_state_of(page, node_id) -> dict:
+    return page.evaluate("(id) => window.readoutTest.poseState(window.readoutTest.poseNodes().find((n) => n.id === id))",
+                         node_id)
+
+
+def joint_of(text: str, joint: int) -> list[float]:
+    return json.loads(text)[0]["people"][0]["pose_keypoints_2d"][3 * joint:3 * joint + 3]
+
+
+def test_edit_a_read_pose_on_the_pose_canvas(pose_page):
+    page = pose_page
+    from readout_core.pose.keypoints import parse_pose_keypoint
+
+    page.locator("[data-testid=readout-pose-canvas]").wait_for(state="visible", timeout=30_000)
+    assert pose_state(page)["status"].startswith("no pose yet")
+    # What a run delivers: Readout Pose's skeleton and pose, then Pose Keypoints' pose and image.
+    page.evaluate("""([pose, image]) => {
+        const reader = window.app.graph._nodes.find((n) => n.type === "ReadoutGuidance_ReadoutPose");
+        reader.onExecuted({images: [image], openpose_json: [pose]});
+        window.readoutTest.poseNodes()[0].onExecuted({openpose_json: [pose], pose_image: [image]});
+        window.app.canvas.setDirty(true, true);
+    }""", [json.dumps(READ_POSE, indent=4), {"filename": "example.png", "subfolder": "", "type": "input"}])
+    page.wait_for_function(f"() => {POSE_CANVAS}.image", timeout=30_000)
+    state = pose_state(page)
+    assert state["text"] == "" and state["size"] == [512, 512]
+    assert state["status"].startswith("1 person · 9 joints · input pose")
+
+    at, _, box = canvas_mapping(page, POSE_CANVAS)
+    mouse_drag(page, at(190, 240), at(150, 200))  # the right elbow
+    text = pose_state(page)["text"]
+    x, y, confidence = joint_of(text, 3)
+    assert abs(x - 150) <= 2 and abs(y - 200) <= 2 and confidence == 1
+    assert [joint_of(text, j) for j in (0, 4, 7)] == [[256, 100, 1], [180, 310, 1], [0, 0, 0]]
+
+    page.mouse.click(*at(256, 160))  # select the neck
+    page.keyboard.press("Delete")  # hidden: kept in place with confidence 0
+    assert joint_of(pose_state(page)["text"], 1) == [256, 160, 0]
+    page.locator("[data-testid=readout-pose-canvas] ~ div select").select_option("0:7")  # left wrist (missing)
+    page.get_by_role("button", name="Hide / restore", exact=True).click()
+    x, y, confidence = joint_of(pose_state(page)["text"], 7)
+    assert (x, confidence) == (322, 1) and abs(y - 270.72) < 0.01  # under the left elbow
+    edited = pose_state(page)["text"]
+    frames = parse_pose_keypoint(edited)  # what the node reads from it
+    assert frames[0].present()[0].tolist() == [j in READ_JOINTS and j != 1 or j == 7 for j in range(18)]
+
+    page.keyboard.press("Control+z")
+    page.keyboard.press("Control+z")
+    assert joint_of(pose_state(page)["text"], 7) == [0, 0, 0] and joint_of(pose_state(page)["text"], 1)[2] == 1
+    page.get_by_role("button", name="Hide / restore", exact=True).click()  # the left wrist is still selected
+    page.mouse.click(*at(256, 160))
+    page.keyboard.press("Delete")
+    assert pose_state(page)["text"] == edited
+
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT_DIR / "pose_canvas.png"), clip={
+        "x": max(box["x"] - 20, 0), "y": max(box["y"] - 120, 0), "width": box["width"] + 40, "height": box["height"] + 200})
+    prompt = sent_prompt(page)
+    assert prompt[str(pose_state(page)["id"])]["inputs"]["pose_text"] == edited
+
+    # Saved and loaded again, copied and pasted: the pose stays in pose_text and on the canvas.
+    page.evaluate("""async () => {
+        const saved = JSON.parse(JSON.stringify(window.app.graph.serialize()));
+        await window.app.loadGraphData(saved, true, true, null,
+                                       {showMissingModelsDialog: false, showMissingNodesDialog: false});
+        window.readoutTest.focus(window.readoutTest.poseNodes()[0]);
+    }""")
+    page.wait_for_timeout(300)
+    assert pose_state(page)["text"] == edited and pose_state(page)["edited"]
+    title = page.evaluate("() => window.readoutTest.titlePoint(window.readoutTest.poseNodes()[0])")
+    page.mouse.click(*title)
+    page.keyboard.press("Control+c")
+    page.mouse.move(title[0] + 500, title[1] + 100)
+    page.keyboard.press("Control+v")
+    page.wait_for_function("() => window.readoutTest.poseNodes().length === 2", timeout=10_000)
+    states = page.evaluate("() => window.readoutTest.poseStates()")
+    assert [s["text"] for s in states] == [edited, edited] and all(s["edited"] for s in states)
+
+    page.evaluate("() => window.readoutTest.focus(window.readoutTest.poseNodes()[0])")
+    page.wait_for_timeout(300)
+    button = page.evaluate(f"""() => {{
+        const button = [...{POSE_CANVAS}.bar.children].find((child) => child.textContent === "Use input");
+        const r = button.getBoundingClientRect();
+        return [r.x + r.width / 2, r.y + r.height / 2];
+    }}""")
+    first = page.evaluate("() => window.readoutTest.poseNodes()[0].id")
+    page.mouse.click(*button)  # the first node's own button (the pasted copy has one too)
+    states = {state["id"]: state for state in page.evaluate("() => window.readoutTest.poseStates()")}
+    # the reloaded graph has not run: there is no input pose to show until it does
+    assert states.pop(first)["text"] == "" and pose_state_of(page, first)["status"].startswith("no pose yet")
+    assert [state["text"] for state in states.values()] == [edited]  # the copy keeps its own pose

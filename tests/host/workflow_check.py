@@ -3,9 +3,19 @@ definitions a running host reports at ``/object_info``."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 FRONTEND_ONLY_NODES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 USER_FILE_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".png", ".jpg", ".jpeg", ".webp")
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+EXTERNAL_NODES = json.loads((Path(__file__).with_name("external_nodes.json")).read_text())["nodes"]
+"""Other packs' nodes the example workflows use (DWPose Estimator), as a host with them installed reports them."""
+
+
+def with_external_nodes(object_info: dict) -> dict:
+    """``object_info`` plus the recorded definitions of `EXTERNAL_NODES` the host does not have itself."""
+    return {**EXTERNAL_NODES, **object_info}
 
 
 def input_specs(info: dict) -> list[tuple[str, object, dict]]:
@@ -99,8 +109,10 @@ def workflow_problems(workflow: dict, object_info: dict) -> list[str]:
         if source not in nodes or target not in nodes:
             problems.append(f"link {link_id}: joins a node that is not in the workflow")
             continue
-        source_type = object_info.get(nodes[source]["type"], {}).get("output", [])
         target_node = nodes[target]
+        if target_node["type"] not in object_info:
+            continue  # reported above: the node type does not exist
+        source_type = object_info.get(nodes[source]["type"], {}).get("output", [])
         produced = source_type[source_slot] if source_slot < len(source_type) else None
         socket = target_node["inputs"][target_slot] if target_slot < len(target_node.get("inputs", [])) else None
         if socket is None or socket.get("link") != link_id:

@@ -40,6 +40,7 @@ class FakeElement {
   }
 
   append(...children) { this.children.push(...children); }
+  replaceChildren(...children) { this.children = [...children]; }
   setAttribute(name, value) { this.attributes[name] = String(value); }
   addEventListener(type, listener) { (this.listeners[type] ??= []).push(listener); }
   focus() {}
@@ -208,7 +209,8 @@ export const frontend = {
     const nodeType = class extends FakeNode {};
     nodeType.type = type;
     nodeType.definition = definition;
-    for (const extension of extensions) await extension.beforeRegisterNodeDef?.(nodeType, { name: type });
+    const nodeData = { name: type, output: definition.outputs ?? [] };
+    for (const extension of extensions) await extension.beforeRegisterNodeDef?.(nodeType, nodeData);
     nodeTypes.set(type, nodeType);
     return nodeType;
   },
