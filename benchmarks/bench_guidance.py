@@ -2,6 +2,7 @@
 
     python benchmarks/bench_guidance.py                      # SD1.5 layout, CPU, latent 32, batch 1
     python benchmarks/bench_guidance.py --layout sdxl --latent 128 --device cuda --dtype fp16
+    python benchmarks/bench_guidance.py --mode drag --latent 64  # drag-real, variations: see reference_modes.py
 
 Builds the full-size U-Net with random weights (cost does not depend on the weights).
 With a ComfyUI host (``COMFYUI_PATH`` or the pack inside ``ComfyUI/custom_nodes``) it
@@ -10,8 +11,11 @@ one it runs the same computation on diffusers' U-Net through the core ("core pat
 Each configuration prints the median unguided CFG step, the median guided step, their
 ratio, the peak memory of each (process RSS on CPU, ``torch.cuda.max_memory_allocated``
 on GPU; both include the model's weights) and their ratio, the extra memory guidance
-takes, and the head forward + loss share of the guided step. The last
-line sums up the first configuration (by default the gradient rule).
+takes, the head forward + loss share of the guided step (spatial mode), and the time of
+a whole edit (50 steps, guidance over the released window: the first half) extrapolated
+from the two measured steps. The last line sums up the first configuration (by default
+the gradient rule). ``--mode drag|drag-real|variations`` times the reference processes
+(`reference_modes`; they need a host) instead of spatial guidance.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 import torch  # noqa: E402
 
 from full_size_unets import diffusers_unet, host_conds, host_model  # noqa: E402
+from reference_modes import MODES, ReferenceBench, whole_edit_seconds  # noqa: E402
 from readout_core import HeadInfo, ReadoutHead  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -248,12 +253,20 @@ def make_bench(args):
         import comfy.cli_args
 
         comfy.cli_args.args.cpu = args.device == "cpu"
+        if args.mode != "spatial":
+            bench = ReferenceBench(args, MemoryProbe, sync)
+            return bench, f"ComfyUI host at {host}, batch [reference, {bench.edits} edit(s)]"
         return HostBench(args), f"ComfyUI host at {host}"
+    if args.mode != "spatial":
+        raise SystemExit(f"--mode {args.mode} runs the pack's reference sampler inside a ComfyUI host; set "
+                         "COMFYUI_PATH to a ComfyUI folder (and drop --core).")
     return CoreBench(args), "core path (diffusers U-Net, no host)"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=["spatial", *MODES], default="spatial",
+                        help="spatial guidance, or a reference process (drag, drag-real, variations)")
     parser.add_argument("--layout", choices=["sd15", "sdxl"], default="sd15")
     parser.add_argument("--latent", type=int, default=32, help="latent height = width (64 for 512 px SD1.5)")
     parser.add_argument("--batch", type=int, default=1)
@@ -268,13 +281,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_grad_enabled(True)
     bench, path = make_bench(args)
-    print(f"# readout guidance step cost — {args.layout}, latent {args.latent}, batch {args.batch}, {args.device}, "
+    print(f"# readout guidance step cost — {args.mode}, {args.layout}, latent {args.latent}, batch {args.batch}, "
+          f"{args.device}, "
           f"{args.dtype}, CFG {args.cfg}, {path}; torch {torch.__version__}, {os.cpu_count()} CPU threads")
     unguided = bench.run(None, False)
     header = ("| rule | checkpointing | unguided step s | guided step s | time × | unguided peak MiB | guided peak MiB "
-              "| memory × | guidance extra MiB | head share |")
+              "| memory × | guidance extra MiB | head share | whole edit s (extrapolated) |")
     print(header)
-    print("|---" * 10 + "|")
+    print("|---" * 11 + "|")
     first = None
     for rule in args.rules.split(","):
         for checkpointing in (c == "on" for c in args.checkpointing.split(",")):
@@ -286,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{guided.step_seconds:.3f} | {time_ratio:.2f} | {unguided.peak_bytes / 2**20:.0f} | "
                   f"{guided.peak_bytes / 2**20:.0f} | {memory_ratio:.2f} | "
                   f"{(guided.peak_bytes - unguided.peak_bytes) / 2**20:.0f} | "
-                  f"{guided.head_seconds / guided.step_seconds:.1%} |", flush=True)
+                  f"{f'{guided.head_seconds / guided.step_seconds:.1%}' if args.mode == 'spatial' else 'n/a'} | "
+                  f"{whole_edit_seconds(guided.step_seconds, unguided.step_seconds):.1f} |", flush=True)
     print(f"guided/unguided step time: {first[0]:.2f}×  peak memory: {first[1]:.2f}×")
     return 0
 
