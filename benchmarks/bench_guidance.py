@@ -24,12 +24,8 @@ import argparse
 import os
 import statistics
 import sys
-import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
@@ -37,51 +33,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 import torch  # noqa: E402
 
 from full_size_unets import diffusers_unet, host_conds, host_model  # noqa: E402
+from measuring import DTYPES, Measurement, MemoryProbe, sync  # noqa: E402
 from reference_modes import MODES, ReferenceBench, whole_edit_seconds  # noqa: E402
 from readout_core import HeadInfo, ReadoutHead  # noqa: E402
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-@dataclass
-class Measurement:
-    step_seconds: float
-    peak_bytes: int
-    head_seconds: float = 0.0
-
-
-class MemoryProbe:
-    """Peak memory inside a block: polled process RSS on CPU, the allocator's peak on CUDA."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.peak = device, 0
-
-    @contextmanager
-    def measure(self) -> Iterator["MemoryProbe"]:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            yield self
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated()
-            return
-        stop, page = threading.Event(), os.sysconf("SC_PAGE_SIZE")
-        self.peak = 0
-
-        def poll() -> None:
-            while not stop.is_set():
-                with open("/proc/self/statm") as statm:
-                    self.peak = max(self.peak, int(statm.read().split()[1]) * page)
-                stop.wait(0.002)
-
-        thread = threading.Thread(target=poll, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            stop.set()
-            thread.join()
-
 
 def spatial_head(layout_dims, family: str, device: torch.device, emb_dim: int = 1280) -> ReadoutHead:
     """A full-size spatial head (published SD1.5 / SDXL architecture) with random weights."""
@@ -89,11 +43,6 @@ def spatial_head(layout_dims, family: str, device: torch.device, emb_dim: int = 
     info = HeadInfo(kind="spatial", family=family, dims=tuple(layout_dims), projection_dim=384, emb_dim=emb_dim,
                     output_channels=3, control_type="depth", control_range=(-1.0, 1.0))
     return ReadoutHead(info).to(device).eval().requires_grad_(False)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 # -- host path ------------------------------------------------------------------------------
@@ -254,7 +203,7 @@ def make_bench(args):
 
         comfy.cli_args.args.cpu = args.device == "cpu"
         if args.mode != "spatial":
-            bench = ReferenceBench(args, MemoryProbe, sync)
+            bench = ReferenceBench(args)
             return bench, f"ComfyUI host at {host}, batch [reference, {bench.edits} edit(s)]"
         return HostBench(args), f"ComfyUI host at {host}"
     if args.mode != "spatial":

@@ -23,6 +23,7 @@ from typing import Iterator
 import torch
 
 from full_size_unets import host_conds, host_model
+from measuring import DTYPES, Measurement, MemoryProbe, sync
 
 MODES = ("drag", "drag-real", "variations")
 EDIT_STEPS, EDIT_WINDOW = 50, 0.5
@@ -49,14 +50,16 @@ def published_shape_head(kind: str, layout, device: torch.device):
 class ReferenceBench:
     """Steps of the reference sampler for one mode, unguided and guided."""
 
-    def __init__(self, args, probe_factory, sync) -> None:
+    def __init__(self, args) -> None:
         import comfy.model_management  # noqa: F401  (the host picks its device on import)
+        import comfy.utils
+
+        comfy.utils.PROGRESS_BAR_ENABLED = False  # the table is the output
 
         from readout_core.host_adapter import host_decoder_layout
 
-        self.args, self.device, self.sync, self.probe_factory = args, torch.device(args.device), sync, probe_factory
-        self.model = host_model(args.layout, self.device, {"fp32": torch.float32, "fp16": torch.float16,
-                                                           "bf16": torch.bfloat16}[args.dtype])
+        self.args, self.device = args, torch.device(args.device)
+        self.model = host_model(args.layout, self.device, DTYPES[args.dtype])
         layout = host_decoder_layout(self.model.model.diffusion_model)
         self.appearance = published_shape_head("appearance", layout, self.device)
         self.correspondence = published_shape_head("correspondence", layout, self.device)
@@ -94,7 +97,6 @@ class ReferenceBench:
         return {"samples": noise, INVERSION_KEY: record}
 
     def run(self, rule: str | None, checkpointing: bool):
-        from bench_guidance import Measurement
         from readout_core.guidance import GuidanceSettings, reference_layout
         from readout_core.host_adapter import reference_sampling
         from readout_core.host_adapter.guided_sampling import HostGuidance
@@ -112,14 +114,14 @@ class ReferenceBench:
         stamps: list[float] = []
 
         def callback(*_args) -> None:
-            self.sync(self.device)
+            sync(self.device)
             stamps.append(time.perf_counter())
 
-        probe = self.probe_factory(self.device)
+        probe = MemoryProbe(self.device)
         with _patched(reference_sampling, "_preview_callback", lambda *_a: callback), \
                 _patched(HostGuidance, "_active", (lambda *_a: False) if rule is None else HostGuidance._active):
             with torch.inference_mode(), probe.measure():
-                self.sync(self.device)
+                sync(self.device)
                 stamps.append(time.perf_counter())
                 sample_with_reference(self.model, settings, run, self.positive, self.negative, self._latent(steps))
         durations = [b - a for a, b in zip(stamps, stamps[1:])][self.args.warmup:]
