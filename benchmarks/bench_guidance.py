@@ -2,6 +2,7 @@
 
     python benchmarks/bench_guidance.py                      # SD1.5 layout, CPU, latent 32, batch 1
     python benchmarks/bench_guidance.py --layout sdxl --latent 128 --device cuda --dtype fp16
+    python benchmarks/bench_guidance.py --mode drag --latent 64  # drag-real, variations: see reference_modes.py
 
 Builds the full-size U-Net with random weights (cost does not depend on the weights).
 With a ComfyUI host (``COMFYUI_PATH`` or the pack inside ``ComfyUI/custom_nodes``) it
@@ -10,8 +11,11 @@ one it runs the same computation on diffusers' U-Net through the core ("core pat
 Each configuration prints the median unguided CFG step, the median guided step, their
 ratio, the peak memory of each (process RSS on CPU, ``torch.cuda.max_memory_allocated``
 on GPU; both include the model's weights) and their ratio, the extra memory guidance
-takes, and the head forward + loss share of the guided step. The last
-line sums up the first configuration (by default the gradient rule).
+takes, the head forward + loss share of the guided step (spatial mode), and the time of
+a whole edit (50 steps, guidance over the released window: the first half) extrapolated
+from the two measured steps. The last line sums up the first configuration (by default
+the gradient rule). ``--mode drag|drag-real|variations`` times the reference processes
+(`reference_modes`; they need a host) instead of spatial guidance.
 """
 
 from __future__ import annotations
@@ -20,12 +24,8 @@ import argparse
 import os
 import statistics
 import sys
-import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
@@ -33,50 +33,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 import torch  # noqa: E402
 
 from full_size_unets import diffusers_unet, host_conds, host_model  # noqa: E402
+from measuring import DTYPES, Measurement, MemoryProbe, sync  # noqa: E402
+from reference_modes import MODES, ReferenceBench, whole_edit_seconds  # noqa: E402
 from readout_core import HeadInfo, ReadoutHead  # noqa: E402
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-@dataclass
-class Measurement:
-    step_seconds: float
-    peak_bytes: int
-    head_seconds: float = 0.0
-
-
-class MemoryProbe:
-    """Peak memory inside a block: polled process RSS on CPU, the allocator's peak on CUDA."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.peak = device, 0
-
-    @contextmanager
-    def measure(self) -> Iterator["MemoryProbe"]:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            yield self
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated()
-            return
-        stop, page = threading.Event(), os.sysconf("SC_PAGE_SIZE")
-        self.peak = 0
-
-        def poll() -> None:
-            while not stop.is_set():
-                with open("/proc/self/statm") as statm:
-                    self.peak = max(self.peak, int(statm.read().split()[1]) * page)
-                stop.wait(0.002)
-
-        thread = threading.Thread(target=poll, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            stop.set()
-            thread.join()
-
 
 def spatial_head(layout_dims, family: str, device: torch.device, emb_dim: int = 1280) -> ReadoutHead:
     """A full-size spatial head (published SD1.5 / SDXL architecture) with random weights."""
@@ -84,11 +43,6 @@ def spatial_head(layout_dims, family: str, device: torch.device, emb_dim: int = 
     info = HeadInfo(kind="spatial", family=family, dims=tuple(layout_dims), projection_dim=384, emb_dim=emb_dim,
                     output_channels=3, control_type="depth", control_range=(-1.0, 1.0))
     return ReadoutHead(info).to(device).eval().requires_grad_(False)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 # -- host path ------------------------------------------------------------------------------
@@ -249,12 +203,20 @@ def make_bench(args):
         import comfy.cli_args
 
         comfy.cli_args.args.cpu = args.device == "cpu"
+        if args.mode != "spatial":
+            bench = ReferenceBench(args)
+            return bench, f"ComfyUI host at {host}, batch [reference, {bench.edits} edit(s)]"
         return HostBench(args), f"ComfyUI host at {host}"
+    if args.mode != "spatial":
+        raise SystemExit(f"--mode {args.mode} runs the pack's reference sampler inside a ComfyUI host; set "
+                         "COMFYUI_PATH to a ComfyUI folder (and drop --core).")
     return CoreBench(args), "core path (diffusers U-Net, no host)"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=["spatial", *MODES], default="spatial",
+                        help="spatial guidance, or a reference process (drag, drag-real, variations)")
     parser.add_argument("--layout", choices=["sd15", "sdxl"], default="sd15")
     parser.add_argument("--latent", type=int, default=32, help="latent height = width (64 for 512 px SD1.5)")
     parser.add_argument("--batch", type=int, default=1)
@@ -269,13 +231,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_grad_enabled(True)
     bench, path = make_bench(args)
-    print(f"# readout guidance step cost — {args.layout}, latent {args.latent}, batch {args.batch}, {args.device}, "
+    print(f"# readout guidance step cost — {args.mode}, {args.layout}, latent {args.latent}, batch {args.batch}, "
+          f"{args.device}, "
           f"{args.dtype}, CFG {args.cfg}, {path}; torch {torch.__version__}, {os.cpu_count()} CPU threads")
     unguided = bench.run(None, False)
     header = ("| rule | checkpointing | unguided step s | guided step s | time × | unguided peak MiB | guided peak MiB "
-              "| memory × | guidance extra MiB | head share |")
+              "| memory × | guidance extra MiB | head share | whole edit s (extrapolated) |")
     print(header)
-    print("|---" * 10 + "|")
+    print("|---" * 11 + "|")
     first = None
     for rule in args.rules.split(","):
         for checkpointing in (c == "on" for c in args.checkpointing.split(",")):
@@ -287,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{guided.step_seconds:.3f} | {time_ratio:.2f} | {unguided.peak_bytes / 2**20:.0f} | "
                   f"{guided.peak_bytes / 2**20:.0f} | {memory_ratio:.2f} | "
                   f"{(guided.peak_bytes - unguided.peak_bytes) / 2**20:.0f} | "
-                  f"{guided.head_seconds / guided.step_seconds:.1%} |", flush=True)
+                  f"{f'{guided.head_seconds / guided.step_seconds:.1%}' if args.mode == 'spatial' else 'n/a'} | "
+                  f"{whole_edit_seconds(guided.step_seconds, unguided.step_seconds):.1f} |", flush=True)
     print(f"guided/unguided step time: {first[0]:.2f}×  peak memory: {first[1]:.2f}×")
     return 0
 

@@ -112,6 +112,6 @@ class ReadoutReferenceSampler(io.ComfyNode):
                                      gradient_checkpointing, guide_every, reference_of=reference_layout(variations))
         run = ReferenceRun(seed=seed, steps=steps, cfg=cfg, reference_cfg=reference_cfg, sampler_name=sampler_name,
                            scheduler=scheduler, edits_from_reference=edit_start == EDIT_STARTS[0],
-                           variation_seed=variation_seed)
+                           variation_seed=variation_seed, edits=variations)
         edited, reference = sample_with_reference(model, settings, run, positive, negative, latent_image)
         return io.NodeOutput(edited, reference)

@@ -31,9 +31,21 @@ def test_benchmark_prints_a_table_and_the_summary_line(monkeypatch, capsys):
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[2]) > 0 and float(cells[3]) > 0 and float(cells[5]) > 0 and cells[9].endswith("%")
+        unguided, guided = float(cells[2]), float(cells[3])
+        assert float(cells[10]) == pytest.approx(25 * guided + 25 * unguided, rel=0.02, abs=0.06)
     assert re.fullmatch(r"guided/unguided step time: \d+\.\d\d×  peak memory: \d+\.\d\d×", out[-1])
 
 
 def test_benchmark_refuses_unknown_options():
     with pytest.raises(SystemExit):
         bench_guidance.main(["--layout", "sd3"])
+
+
+def test_whole_edit_is_extrapolated_from_the_released_window():
+    assert bench_guidance.whole_edit_seconds(3.0, 1.0) == 25 * 3.0 + 25 * 1.0
+    assert bench_guidance.whole_edit_seconds(3.0, 1.0, guide_every=2) == 13 * 3.0 + 37 * 1.0
+
+
+def test_reference_modes_need_a_host(capsys):
+    with pytest.raises(SystemExit, match="COMFYUI_PATH"):
+        bench_guidance.main(["--core", "--mode", "drag"])

@@ -105,3 +105,16 @@ def test_guidance_works_on_the_tiny_world(seeds, progress):
     assert mean(iou_guided) >= 0.6 and mean(iou_guided) > mean(iou_plain)
     assert mean(drag_guided) <= 0.5 * mean(drag_plain)
     assert mean(colour_guided) < mean(colour_plain)
+
+
+def test_guide_every_table_gives_efficacy_as_the_share_of_every_step_guidance():
+    from readout_core.tiny_world.evaluate import every_list, guide_every_table
+
+    assert every_list("1, 2,3") == [1, 2, 3]
+    results = {("drag", 1): ([8.0, 8.0], [2.0, 4.0], [10.0, 10.0]), ("drag", 2): ([8.0, 8.0], [5.0, 5.0], [6.0, 6.0]),
+               ("appearance", 1): ([0.6], [0.2], [8.0]), ("appearance", 2): ([0.6], [0.5], [4.0])}
+    lines = guide_every_table(results).splitlines()[2:]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    assert [(c[0], c[2], c[5], c[7]) for c in cells] == [
+        ("drag", "1", "100%", "1.00×"), ("drag", "2", "60%", "0.60×"),
+        ("appearance", "1", "100%", "1.00×"), ("appearance", "2", "25%", "0.50×")]

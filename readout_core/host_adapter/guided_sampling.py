@@ -56,7 +56,9 @@ class HostGuidance:
     guider); inside the guidance window it runs the model with gradients, with a
     DIFFUSION_MODEL wrapper capturing the decoder features of each CFG chunk only
     for that pass, and applies the update rule. Nothing is attached to the U-Net
-    outside that pass.
+    outside that pass. Only rows that a loss differentiates carry a graph: the
+    reference rows of a ``[reference, edits...]`` batch, and under the gradient rule
+    the conditional chunk, run without autograd (see `_row_plan`).
     """
 
     def __init__(self, settings: GuidanceSettings) -> None:
@@ -65,6 +67,8 @@ class HostGuidance:
         self.last_losses: list[float] = []
         self._records: list[_CapturedCall] | None = None
         self._guided_only = False
+        self._reference_cache: dict | None = None
+        self.graph_rows = 0  # batch rows run with a graph so far, CFG chunks counted apart
         self._warned: set[str] = set()
         self._terms_by_device: dict[str, list] = {}
 
@@ -84,13 +88,101 @@ class HostGuidance:
     # -- wrappers -----------------------------------------------------------------
 
     def _diffusion_model(self, executor: Callable, x, timesteps, context, y, control, transformer_options, **kwargs):
-        if self._records is None:
+        if self._records is None and self._reference_cache is None:
             return executor(x, timesteps, context, y, control, transformer_options, **kwargs)
         chunks = list(transformer_options.get("cond_or_uncond") or [COND])
         args = (x, timesteps, context, y, control)
-        if self._guided_only and UNCOND in chunks and len(chunks) > 1 and x.shape[0] % len(chunks) == 0:
-            return self._split_chunks(executor, chunks, args, transformer_options, kwargs)
-        return self._captured(executor, chunks, args, transformer_options, kwargs)
+        plan = self._row_plan(chunks, x.shape[0])
+        if plan is None:
+            if self._records is None:
+                return executor(*args, transformer_options, **kwargs)
+            return self._captured(executor, chunks, args, transformer_options, kwargs)
+        return self._run_rows(executor, chunks, plan, args, transformer_options, kwargs)
+
+    def _row_plan(self, chunks: list[int], rows: int) -> dict[str, list[tuple[int, int]]] | None:
+        """How the rows of one U-Net call run, as (chunk position, sample) pairs per group:
+        ``graph`` (autograd, features recorded), ``reference`` (reference samples: no autograd,
+        features recorded and kept for the rest of the evaluation) and ``plain`` (no autograd,
+        nothing recorded). None: the call runs as one batch, with a graph while recording
+        (every row needs one, or the rows do not map to the layout, as with area conditioning)."""
+        layout = self.settings.reference_of
+        batch = rows // len(chunks)
+        if rows % len(chunks) or (layout is not None and len(layout) != batch):
+            return None
+        recording = self._records is not None
+        plan: dict[str, list[tuple[int, int]]] = {"graph": [], "reference": [], "plain": []}
+        for position, label in enumerate(chunks):
+            needed = recording and (not self._guided_only or label == UNCOND or UNCOND not in chunks)
+            for sample in range(batch):
+                if layout is not None and layout[sample] is None:
+                    plan["reference"].append((position, sample))
+                else:
+                    plan["graph" if needed else "plain"].append((position, sample))
+        if recording and len(plan["graph"]) == rows:
+            return None
+        return plan
+
+    def _run_rows(self, executor: Callable, chunks: list[int], plan: dict[str, list[tuple[int, int]]], args: tuple,
+                  transformer_options: dict, kwargs: dict) -> torch.Tensor:
+        """Run one U-Net call as its row groups and put the outputs (and the recorded decoder
+        features, per CFG chunk) back together in the call's row order.
+
+        Only the guided rows carry a graph. The reference rows run without autograd, once per
+        evaluation: no loss reaches their inputs, so these do not move, and the recurrent
+        passes and the final pass of the official rule reuse what the first pass computed.
+        """
+        batch = args[0].shape[0] // len(chunks)
+        outputs: dict[tuple[int, int], torch.Tensor] = {}
+        features: dict[tuple[int, int], torch.Tensor] = {}
+        for group, members in plan.items():
+            for positions, samples in _same_samples(members):
+                cells = [(position, sample) for position in positions for sample in samples]
+                out, captured = self._run_group(executor, group, chunks, positions, [p * batch + s for p, s in cells],
+                                                args, transformer_options, kwargs)
+                outputs.update(zip(cells, out))
+                if captured is not None:
+                    features.update(zip(cells, captured))
+        if self._records is not None:
+            for position, label in enumerate(chunks):
+                cells = [(position, sample) for sample in range(batch)]
+                if all(cell in features for cell in cells):
+                    self._records.append(_CapturedCall([label], torch.stack([features[c] for c in cells]),
+                                                       args[1][position * batch:(position + 1) * batch]))
+        return torch.stack([outputs[(position, sample)] for position in range(len(chunks)) for sample in range(batch)])
+
+    def _run_group(self, executor: Callable, group: str, chunks: list[int], positions: list[int], rows: list[int],
+                   args: tuple, transformer_options: dict, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The ``rows`` of one group (covering the CFG chunks at ``positions``) through the
+        U-Net: (output rows, decoder feature rows or None)."""
+        total = args[0].shape[0]
+        index = torch.tensor(rows, device=args[0].device)
+        options = dict(transformer_options, cond_or_uncond=[chunks[p] for p in positions])
+        uuids = transformer_options.get("uuids")
+        if isinstance(uuids, list) and len(uuids) == len(chunks):
+            options["uuids"] = [uuids[p] for p in positions]
+        if torch.is_tensor(options.get("sigmas")):
+            options["sigmas"] = _batch_part(options["sigmas"], index, total)
+        part_args, part_kwargs = _batch_part(args, index, total), _batch_part(kwargs, index, total)
+        recording = self._records is not None
+        if group == "graph":
+            self.graph_rows += len(rows)
+            out = self._captured(executor, options["cond_or_uncond"], part_args, options, part_kwargs)
+            return out, self._records.pop().features
+        key = (tuple(options["cond_or_uncond"]), tuple(rows))
+        cache = self._reference_cache if group == "reference" else None
+        if cache is not None and key in cache:
+            x_seen, out, captured = cache[key]
+            if torch.equal(x_seen, part_args[0]) and (captured is not None or not recording):
+                return out, captured
+        with torch.no_grad():
+            if group == "plain" or not recording:
+                out, captured = executor(*part_args, options, **part_kwargs), None
+            else:
+                out = self._captured(executor, options["cond_or_uncond"], part_args, options, part_kwargs)
+                captured = self._records.pop().features
+        if cache is not None:
+            cache[key] = (part_args[0], out, captured)
+        return out, captured
 
     def _captured(self, executor: Callable, chunks: list[int], args: tuple, transformer_options: dict, kwargs: dict):
         """Run the U-Net with the decoder features of this call recorded for the loss."""
@@ -99,30 +191,6 @@ class HostGuidance:
             out = executor(*args, transformer_options, **kwargs)
         self._records.append(_CapturedCall(chunks, capture.collected(tuple(x.shape[-2:])), timesteps))
         return out
-
-    def _split_chunks(self, executor: Callable, chunks: list[int], args: tuple, transformer_options: dict,
-                      kwargs: dict):
-        """Gradient rule: only the unconditional chunk needs a graph, so the CFG batch is run
-        chunk by chunk and the others without gradients (half the backward pass)."""
-        batch = args[0].shape[0]
-        size = batch // len(chunks)
-        uuids = transformer_options.get("uuids")
-        outputs = []
-        for index, label in enumerate(chunks):
-            part = slice(index * size, (index + 1) * size)
-            options = dict(transformer_options, cond_or_uncond=[label])
-            if isinstance(uuids, list) and len(uuids) == len(chunks):
-                options["uuids"] = [uuids[index]]
-            if torch.is_tensor(options.get("sigmas")):
-                options["sigmas"] = _batch_part(options["sigmas"], part, batch)
-            chunk_args = _batch_part(args, part, batch)
-            chunk_kwargs = _batch_part(kwargs, part, batch)
-            if label == UNCOND:
-                outputs.append(self._captured(executor, [label], chunk_args, options, chunk_kwargs))
-            else:
-                with torch.no_grad():
-                    outputs.append(executor(*chunk_args, options, **chunk_kwargs))
-        return torch.cat(outputs)
 
     def _predict_noise(self, executor: Callable, x, sigma, model_options, seed):
         guider = executor.class_obj
@@ -139,10 +207,14 @@ class HostGuidance:
             make_autograd_safe(term.head)
         step = self._official_step if self.settings.rule == "official" else self._gradient_step
         out_of_memory = None
+        layout = self.settings.reference_of
+        self._reference_cache = {} if layout is not None and None in layout else None
         try:
             return step(executor, x, sigma, model_options, seed, model)
         except torch.OutOfMemoryError as error:
             out_of_memory = str(error)
+        finally:
+            self._reference_cache = None
         # Raised outside the handler, so the failed step's activations and graph are already
         # released; the host still sees an out-of-memory error and frees its caches.
         raise torch.OutOfMemoryError(f"{out_of_memory}\n{OUT_OF_MEMORY_ADVICE}")
@@ -247,8 +319,21 @@ class HostGuidance:
             LOG.warning(message)
 
 
-def _batch_part(value: Any, part: slice, batch: int) -> Any:
-    """``value`` with every tensor whose first dimension is ``batch`` cut to ``part`` (nested lists / dicts too)."""
+def _same_samples(members: list[tuple[int, int]]) -> list[tuple[list[int], list[int]]]:
+    """(chunk position, sample) pairs grouped into (positions, samples) blocks whose chunks
+    share one sample list, so that each block runs as one host-shaped call (equal chunks)."""
+    samples_of: dict[int, list[int]] = {}
+    for position, sample in members:
+        samples_of.setdefault(position, []).append(sample)
+    blocks: dict[tuple[int, ...], list[int]] = {}
+    for position, samples in samples_of.items():
+        blocks.setdefault(tuple(samples), []).append(position)
+    return [(positions, list(samples)) for samples, positions in blocks.items()]
+
+
+def _batch_part(value: Any, part: torch.Tensor, batch: int) -> Any:
+    """``value`` with every tensor whose first dimension is ``batch`` cut to the rows ``part``
+    (nested lists / dicts too)."""
     if torch.is_tensor(value):
         return value[part] if value.ndim > 0 and value.shape[0] == batch else value
     if isinstance(value, (list, tuple)):

@@ -11,7 +11,7 @@ scales (released real-image drag: 1.0 and 3.5) through a per-sample CFG function
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import torch
@@ -36,6 +36,7 @@ class ReferenceRun:
         reference_cfg: CFG of the reference (released: 1.0 reconstructing a real image).
         edits_from_reference: start the edits from the reference's noise (drag) instead of new noise.
         variation_seed: noise seed of the edits when they start from new noise.
+        edits: how many edited samples follow the reference in the batch.
     """
 
     seed: int
@@ -47,13 +48,15 @@ class ReferenceRun:
     denoise: float = 1.0
     edits_from_reference: bool = True
     variation_seed: int = 1
+    edits: int = 1
 
 
 def sample_with_reference(patcher: Any, settings: GuidanceSettings, run: ReferenceRun, positive: list,
                           negative: list, latent: dict) -> tuple[dict, dict]:
     """Sample ``[reference, edits]`` with guidance on the edits; return (edits LATENT, reference LATENT).
 
-    How many edits is read from ``settings.reference_of``, which must be `reference_layout`'s.
+    ``run.edits`` says how many edits; the guidance gets the matching batch layout
+    (`reference_layout`) whatever ``settings.reference_of`` held.
     """
     import comfy.sample
     import comfy.samplers
@@ -63,7 +66,8 @@ def sample_with_reference(patcher: Any, settings: GuidanceSettings, run: Referen
     if samples.shape[0] != 1:
         raise ReadoutError(f"The reference latent must be one image (batch 1), got a batch of {samples.shape[0]}. "
                            "Use Latent From Batch to pick one.")
-    edits = _edit_count(settings)
+    edits = run.edits
+    settings = replace(settings, reference_of=reference_layout(edits))
     check_terms_fit_latent(settings, tuple(samples.shape[-2:]))
     record = inversion_record(latent)
     if record is not None:
@@ -130,14 +134,6 @@ def check_terms_fit_latent(settings: GuidanceSettings, latent_size: tuple[int, i
                     f"The {name.replace('_', ' ')} {tuple(box)} (x0, y0, x1, y1) is not inside the {width}×{height} "
                     "image; give a box inside the image with x0 < x1 and y0 < y1."
                 )
-
-
-def _edit_count(settings: GuidanceSettings) -> int:
-    """The number of edits in ``settings.reference_of`` (``[reference, edit 1, ..., edit n]``)."""
-    layout = settings.reference_of
-    if layout is None or len(layout) < 2 or tuple(layout) != reference_layout(len(layout) - 1):
-        raise ReadoutError(f"Reference sampling needs the layout [reference, edits...], got {layout}.")
-    return len(layout) - 1
 
 
 def _check_schedule(patcher: Any, run: ReferenceRun, record: dict) -> None:

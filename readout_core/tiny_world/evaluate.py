@@ -1,5 +1,6 @@
 """Measure guidance on the tiny world over many seeds and print the table:
-``python -m readout_core.tiny_world.evaluate [--seeds 16]``."""
+``python -m readout_core.tiny_world.evaluate [--seeds 16]``, or what guiding only every
+k-th step costs in efficacy: ``... evaluate --guide-every 1,2,3`` (drag and appearance)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,47 @@ def evaluate(seeds: int, on_progress: Progress | None = None) -> dict[str, tuple
             for key, found in outcomes.items()}
 
 
+GUIDE_EVERY_EXPERIMENTS = ("drag", "appearance")
+"""The reference processes that `evaluate_guide_every` measures."""
+
+
+def evaluate_guide_every(seeds: int, every: Sequence[int], on_progress: Progress | None = None) -> dict:
+    """Per (experiment, k): (unguided measures, guided measures, guided sampling seconds) of seeds 0..seeds-1."""
+    world = TinyWorld()
+    runs = [(key, k, seed) for key in GUIDE_EVERY_EXPERIMENTS for k in every for seed in range(seeds)]
+    found: dict[tuple[str, int], list] = {}
+    for done, (key, k, seed) in enumerate(runs):
+        if on_progress:
+            on_progress(done, len(runs), f"{key}, guide_every {k}, seed {seed}")
+        found.setdefault((key, k), []).append(getattr(world, key)(seed, guide_every=k))
+    if on_progress:
+        on_progress(len(runs), len(runs), "done")
+    return {run: ([o.measure_unguided for o in outcomes], [o.measure_guided for o in outcomes],
+                  [o.guided_seconds for o in outcomes]) for run, outcomes in found.items()}
+
+
+def guide_every_table(results: dict) -> str:
+    """Efficacy next to time for each guide_every: efficacy is the share of the first k's
+    (normally 1: every step) mean improvement over unguided sampling that is kept."""
+    rows = ["| experiment | measure | guide_every | unguided (mean) | guided (mean) | efficacy | "
+            "guided sampling s (mean) | time vs guide_every 1 |", "|---|---|---|---|---|---|---|---|"]
+    labels = {key: (label, better) for key, label, better in MEASURES}
+    for key in GUIDE_EVERY_EXPERIMENTS:
+        label, better = labels[key]
+        sign = 1 if better == "higher" else -1
+        base = next(value for run, value in results.items() if run[0] == key)
+        full_gain = sign * (statistics.mean(base[1]) - statistics.mean(base[0]))
+        base_time = statistics.mean(base[2])
+        for (experiment, k), (plain, guided, seconds) in results.items():
+            if experiment != key:
+                continue
+            gain = sign * (statistics.mean(guided) - statistics.mean(plain))
+            rows.append(f"| {key} | {label} ({better} is better) | {k} | {statistics.mean(plain):.3f} | "
+                        f"{statistics.mean(guided):.3f} | {gain / full_gain:.0%} | {statistics.mean(seconds):.2f} | "
+                        f"{statistics.mean(seconds) / base_time:.2f}× |")
+    return "\n".join(rows)
+
+
 def table(results: dict[str, tuple[list[float], list[float]]]) -> str:
     """The results as a Markdown table of means (and how many seeds improved)."""
     rows = ["| experiment | measure | unguided (mean) | guided (mean) | seeds better |", "|---|---|---|---|---|"]
@@ -57,19 +99,32 @@ def positive_int(text: str) -> int:
     return value
 
 
+def every_list(text: str) -> list[int]:
+    """argparse type: comma-separated whole numbers of at least 1 (``1,2,3``)."""
+    return [positive_int(part.strip()) for part in text.split(",")]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the arguments, run the evaluation with a progress bar, print the table."""
     parser = argparse.ArgumentParser(prog="python -m readout_core.tiny_world.evaluate", description=DESCRIPTION,
                                      epilog="Set OMP_NUM_THREADS to choose torch's CPU thread count.")
     parser.add_argument("--seeds", type=positive_int, default=16, metavar="N",
                         help="how many seeds to run, 0 .. N-1 (default 16, as in the README's table)")
+    parser.add_argument("--guide-every", type=every_list, default=None, metavar="K,K,...",
+                        help="instead: run drag and appearance guiding every k-th step for each k (first k is "
+                             "the baseline of the efficacy column), e.g. 1,2,3")
     args = parser.parse_args(argv)
     threads = configure_torch_threads()
     started = time.time()
-    bar = ProgressBar(args.seeds * len(MEASURES), label="runs ")
-    results = evaluate(args.seeds, lambda done, _total, note: bar.update(done, note))
+    experiments = len(GUIDE_EVERY_EXPERIMENTS) * len(args.guide_every) if args.guide_every else len(MEASURES)
+    bar = ProgressBar(args.seeds * experiments, label="runs ")
+    progress = lambda done, _total, note: bar.update(done, note)  # noqa: E731
+    if args.guide_every:
+        text = guide_every_table(evaluate_guide_every(args.seeds, args.guide_every, progress))
+    else:
+        text = table(evaluate(args.seeds, progress))
     bar.finish()
-    print(table(results))
+    print(text)
     print(f"{args.seeds} seeds, {time.time() - started:.0f} s on {threads} CPU thread{'s' * (threads != 1)}")
 
 

@@ -12,6 +12,7 @@ what the guidance is for:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -51,6 +52,7 @@ class Outcome:
     measure_unguided: float
     measure_guided: float
     arrow: tuple[tuple[float, float], tuple[float, float]] | None = None
+    guided_seconds: float = 0.0
 
 
 class TinyWorld:
@@ -85,8 +87,9 @@ class TinyWorld:
         return Outcome(unguided, (depth[0] + 1) / 2, guided, shown,
                        iou(object_mask(unguided), wanted), iou(object_mask(guided), wanted))
 
-    def drag(self, seed: int) -> Outcome:
-        """Drag the main shape of a generated image sideways by `DRAG_LENGTH` pixels."""
+    def drag(self, seed: int, guide_every: int = 1) -> Outcome:
+        """Drag the main shape of a generated image sideways by `DRAG_LENGTH` pixels (guiding
+        every ``guide_every``-th step of the window)."""
         noise = self.noise(seed)
         reference = self.images(sample(self.source, noise, steps=STEPS))[0]
         colour, handle = main_shape(reference)
@@ -96,26 +99,32 @@ class TinyWorld:
         points = DragPoints(handles, handles + torch.tensor([step, 0.0]), (IMAGE_SIZE, IMAGE_SIZE), latent_factor=1)
         terms = [CorrespondenceTerm(self.heads["correspondence"], points),
                  AppearanceTerm(self.heads["appearance"], weight=DRAG_APPEARANCE_WEIGHT)]
-        settings = GuidanceSettings(terms=terms, reference_of=reference_layout(1), **DRAG)
+        settings = GuidanceSettings(terms=terms, reference_of=reference_layout(1), guide_every=guide_every, **DRAG)
+        started = time.perf_counter()
         latents = sample(self.source, noise.expand(2, -1, -1, -1), settings, steps=STEPS)
+        seconds = time.perf_counter() - started
         edited = self.images(latents)[1]
         shown = render_readout(readout(self.source, self.heads["correspondence"], latents, use_emb=False),
                                self.heads["correspondence"].info)[1].movedim(-1, 0)
         return Outcome(reference, reference, edited, shown, distance(colour_centre(reference, colour), target),
-                       distance(colour_centre(edited, colour), target), arrow=(handle, target))
+                       distance(colour_centre(edited, colour), target), arrow=(handle, target), guided_seconds=seconds)
 
-    def appearance(self, seed: int) -> Outcome:
-        """A variation (new noise) that keeps the reference's look."""
+    def appearance(self, seed: int, guide_every: int = 1) -> Outcome:
+        """A variation (new noise) that keeps the reference's look (guiding every
+        ``guide_every``-th step of the window)."""
         noise = torch.cat([self.noise(seed), self.noise(20_000 + seed)])
         plain = self.images(sample(self.source, noise, steps=STEPS))
         reference, unguided = plain[0], plain[1]
         head = self.heads["appearance"]
-        settings = GuidanceSettings(terms=[AppearanceTerm(head)], reference_of=reference_layout(1), **APPEARANCE)
+        settings = GuidanceSettings(terms=[AppearanceTerm(head)], reference_of=reference_layout(1),
+                                    guide_every=guide_every, **APPEARANCE)
+        started = time.perf_counter()
         latents = sample(self.source, noise, settings, steps=STEPS)
+        seconds = time.perf_counter() - started
         guided = self.images(latents)[1]
         shown = render_readout(readout(self.source, head, latents), head.info)[1].movedim(-1, 0)
         return Outcome(unguided, reference, guided, shown, colour_distance(unguided, reference),
-                       colour_distance(guided, reference))
+                       colour_distance(guided, reference), guided_seconds=seconds)
 
 
 def improved(unguided: float, guided: float, better: str) -> bool:
