@@ -20,7 +20,7 @@ from ..drag_points import check_image_fits_latent
 from ..errors import ReadoutError
 from ..latent_scale import PIXELS_PER_LATENT
 from ..guidance import GuidanceSettings, reference_layout
-from .guided_sampling import HostGuidance
+from .guided_sampling import guided_clone
 from .inversion import inversion_record
 
 LOG = logging.getLogger("readout_guidance")
@@ -85,8 +85,7 @@ def sample_with_reference(patcher: Any, settings: GuidanceSettings, run: Referen
     batch_latent = torch.cat([samples, edit_latent])
     noise = torch.cat([reference_noise, edit_noise])
 
-    guided = patcher.clone()
-    HostGuidance(settings).install(guided)
+    guided = guided_clone(patcher, settings)
     if run.reference_cfg != run.cfg:
         scales = [run.reference_cfg] + [run.cfg] * edits
         previous = guided.model_options.get("sampler_cfg_function")
