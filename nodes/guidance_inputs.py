@@ -3,8 +3,6 @@ Readout Reference Sampler: their inputs, and the `GuidanceSettings` built from t
 
 from __future__ import annotations
 
-from typing import Any
-
 from comfy_api.latest import io
 
 from readout_core.guidance import UPDATE_RULES, GuidanceSettings
@@ -40,8 +38,9 @@ def recurrent_steps_input(optional: bool) -> io.Int.Input:
 
 def guidance_settings(terms: list, update_rule: str, weight: float, start_percent: float, end_percent: float,
                       recurrent_steps: int = 1, gradient_checkpointing: bool = False, guide_every: int = 1,
-                      **batch_layout: Any) -> GuidanceSettings:
-    """`GuidanceSettings` from the shared inputs; ``batch_layout``: the reference sampler's pairing."""
+                      reference_of: tuple[int | None, ...] | None = None) -> GuidanceSettings:
+    """`GuidanceSettings` from the shared inputs; ``reference_of``: the reference sampler's batch layout."""
     return GuidanceSettings(rule=update_rule, weight=weight, start_percent=start_percent, end_percent=end_percent,
                             recurrent_steps=recurrent_steps, terms=list(terms),
-                            gradient_checkpointing=gradient_checkpointing, guide_every=guide_every, **batch_layout)
+                            gradient_checkpointing=gradient_checkpointing, guide_every=guide_every,
+                            reference_of=reference_of)
