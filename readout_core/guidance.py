@@ -278,7 +278,7 @@ def guidance_loss(
         if features.shape[0] != batch:
             raise LossInputError(f"Features for {features.shape[0]} samples but the latent batch is {batch}.")
         for term in terms:
-            readout = term.head(features.float(), emb.float() if (emb is not None and term.use_emb) else None)
+            readout = _readout(term, features, emb, pairing)
             for index, reference_index in enumerate(pairing):
                 if reference_index is None:
                     continue
@@ -287,6 +287,27 @@ def guidance_loss(
                 total = total + loss
                 per_sample[index] += loss.detach()
     return total, per_sample
+
+
+def _readout(term: AnyTerm, features: torch.Tensor, emb: torch.Tensor | None, pairing: list) -> torch.Tensor:
+    """``term``'s head on every sample of one branch. The samples no loss is computed for (the
+    references: their readouts are detached targets) are read without autograd, so the head
+    keeps activations only for the samples being guided."""
+    emb = emb.float() if (emb is not None and term.use_emb) else None
+    guided = [index for index, reference_index in enumerate(pairing) if reference_index is not None]
+    if len(guided) == len(pairing):
+        return term.head(features.float(), emb)
+    rest = [index for index, reference_index in enumerate(pairing) if reference_index is None]
+
+    def read(rows: list[int]) -> torch.Tensor:
+        return term.head(features[rows].float(), None if emb is None else emb[rows])
+
+    with torch.no_grad():
+        unguided = read(rest)
+    if not guided:
+        return unguided
+    merged = torch.cat([unguided, read(guided)])
+    return merged[torch.tensor(rest + guided, device=merged.device).argsort()]
 
 
 def check_pairing(terms: Sequence[AnyTerm], reference_of: Sequence[int | None] | None, batch: int) -> list:

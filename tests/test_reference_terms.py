@@ -76,6 +76,18 @@ def test_gradients_reach_the_edits_only():
     assert grad[1].abs().max().item() > 0 and grad[2].abs().max().item() > 0
 
 
+def test_the_heads_keep_activations_for_the_edits_only():
+    features, emb, latent = world()
+    heads = [relative_head("appearance", 1), relative_head("correspondence", 2)]
+    calls = []
+    for head in heads:
+        head.register_forward_hook(lambda _m, inputs, _out: calls.append((inputs[0].shape[0], torch.is_grad_enabled())))
+    terms = [AppearanceTerm(heads[0]), CorrespondenceTerm(heads[1], POINTS)]
+    guidance_loss(terms, [features, features * 0.5], emb, latent, reference_layout(2))
+    # per branch and term: the reference without autograd, then both edits with it
+    assert calls == [(1, False), (2, True)] * 4
+
+
 def test_identical_edit_and_reference_are_at_the_appearance_optimum():
     features, emb, latent = world(2)
     same = features.detach()[:1].repeat(2, 1, 1, 1)
