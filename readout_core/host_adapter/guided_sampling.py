@@ -104,7 +104,8 @@ class HostGuidance:
         ``graph`` (autograd, features recorded), ``reference`` (reference samples: no autograd,
         features recorded and kept for the rest of the evaluation) and ``plain`` (no autograd,
         nothing recorded). None: the call runs as one batch, with a graph while recording
-        (every row needs one, or the rows do not map to the layout, as with area conditioning)."""
+        (every row needs one and nothing is checkpointed, or the rows do not map to the layout,
+        as with area conditioning)."""
         layout = self.settings.reference_of
         batch = rows // len(chunks)
         if rows % len(chunks) or (layout is not None and len(layout) != batch):
@@ -118,7 +119,7 @@ class HostGuidance:
                     plan["reference"].append((position, sample))
                 else:
                     plan["graph" if needed else "plain"].append((position, sample))
-        if recording and len(plan["graph"]) == rows:
+        if recording and len(plan["graph"]) == rows and not self.settings.gradient_checkpointing:
             return None
         return plan
 
@@ -130,12 +131,17 @@ class HostGuidance:
         Only the guided rows carry a graph. The reference rows run without autograd, once per
         evaluation: no loss reaches their inputs, so these do not move, and the recurrent
         passes and the final pass of the official rule reuse what the first pass computed.
+        With gradient checkpointing each graph row runs as its own call, so the backward
+        pass recomputes one row's layers at a time (their activations, attention above all,
+        are what a checkpointed pass holds at its peak).
         """
         batch = args[0].shape[0] // len(chunks)
         outputs: dict[tuple[int, int], torch.Tensor] = {}
         features: dict[tuple[int, int], torch.Tensor] = {}
         for group, members in plan.items():
-            for positions, samples in _same_samples(members):
+            one_row_calls = group == "graph" and self.settings.gradient_checkpointing
+            blocks = [([position], [sample]) for position, sample in members] if one_row_calls else _same_samples(members)
+            for positions, samples in blocks:
                 cells = [(position, sample) for position in positions for sample in samples]
                 out, captured = self._run_group(executor, group, chunks, positions, [p * batch + s for p, s in cells],
                                                 args, transformer_options, kwargs)
