@@ -114,6 +114,9 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, kind):
     other = "appearance" if kind == "spatial" else "spatial"
     with pytest.raises(ReadoutError, match=f"not a checkpoint of a {TASKS[other]().kind} run"):
         train_head(make_head(other), TASKS[other](), config, checkpoint_dir=tmp_path, resume=True)
+    (tmp_path / "checkpoint.pt").write_bytes(b"<html>not a checkpoint</html>")
+    with pytest.raises(ReadoutError, match="could not be read: it is damaged.*Delete it to start anew"):
+        train_head(make_head(kind), task, config, checkpoint_dir=tmp_path, resume=True)
 
 
 def test_trained_head_file_loads_with_its_training_facts(tmp_path):

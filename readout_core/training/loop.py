@@ -15,10 +15,11 @@ from typing import Callable
 import torch
 
 from ..atomic_files import atomic_file
-from ..errors import ReadoutError
+from ..errors import HeadFileError, ReadoutError
 from ..heads.files import save_head
 from ..heads.info import HeadInfo
 from ..heads.network import ReadoutHead
+from ..heads.pt_container import load_weights_only
 from .tasks import Task
 
 CHECKPOINT_FORMAT = 2
@@ -179,7 +180,7 @@ def _start(head: ReadoutHead, kind: str, config: TrainingConfig, checkpoint_dir,
     state = TrainingState(step=0, head=head.requires_grad_(True), optimizer=optimizer, generator=generator)
     path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if resume and path is not None and path.exists():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = _read_checkpoint(path)
         if saved.get("format") != CHECKPOINT_FORMAT or saved.get("kind") != kind:
             raise ReadoutError(f"{path} is not a checkpoint of a {kind} run of this trainer; delete it or point the "
                                "checkpoints at another folder.")
@@ -190,6 +191,17 @@ def _start(head: ReadoutHead, kind: str, config: TrainingConfig, checkpoint_dir,
         generator.set_state(saved["generator"])
         state.step, state.history = int(saved["step"]), list(saved["history"])
     return state
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """A training checkpoint opened as safely as a head file (checked zip, weights-only unpickling)."""
+    try:
+        saved = load_weights_only(path)
+    except HeadFileError as error:
+        raise ReadoutError(f"The training checkpoint {path} could not be read: it is damaged or was not written by "
+                           "this trainer. Delete it to start anew, or point the checkpoints at another folder."
+                           ) from error
+    return saved if isinstance(saved, dict) else {}
 
 
 def _finite(loss: torch.Tensor) -> torch.Tensor:
