@@ -115,7 +115,12 @@ def test_reference_sampler_reconstructs_the_inverted_image(world, inverted):
 
 
 def test_drag_moves_the_handle_content_to_the_target(world, inverted):
-    edited, reference = reference_sampler(world, inverted, drag_terms(world, "[[[40, 48], [88, 48]]]"))
+    # The official rule's first Adam step is about lr·sign(g), so float rounding (thread count, how the
+    # batch is split) flips the steps where g is near zero and one trajectory's numbers wander by ±0.1.
+    # The drag is therefore judged on three guidance weights; the similarities on the middle one.
+    terms = drag_terms(world, "[[[40, 48], [88, 48]]]")
+    runs = {weight: reference_sampler(world, inverted, terms, guidance_weight=weight) for weight in (0.4, 0.5, 0.6)}
+    edited, reference = runs[0.5]
     head = world["correspondence"]
     ref_features = F.normalize(readout(world, head, reference["samples"], use_emb=False), dim=1)[0]
     gen_features = F.normalize(readout(world, head, edited["samples"], use_emb=False), dim=1)[0]
@@ -125,14 +130,15 @@ def test_drag_moves_the_handle_content_to_the_target(world, inverted):
     moved_before = similarity(source, ref_features[:, target[0], target[1]])
     moved_after = similarity(source, gen_features[:, target[0], target[1]])
     ghost_after = similarity(source, gen_features[:, handle[0], handle[1]])
-    object_at_target = [out["samples"][0, 0, 4:8, 9:13].mean().item() * SCALE for out in (reference, edited)]
+    around_target = lambda out: out["samples"][0, 0, 3:9, 8:14].mean().item() * SCALE  # noqa: E731
+    rises = [around_target(edited) - around_target(reference) for edited, reference in runs.values()]
     print(f"S(handle in reference, target): unguided {moved_before:.4f} guided {moved_after:.4f}; "
-          f"S(handle, handle): unguided 1.0000 guided {ghost_after:.4f}; "
-          f"object channel at the target: {object_at_target[0]:.3f} -> {object_at_target[1]:.3f}")
-    # The content moves: the object's latent channel rises where the target is (+0.11 measured on 2026-12-02,
-    # AMD EPYC, torch 2.11, all three hosts). The random correspondence head's similarity at the target is
-    # printed but not asserted: it moves by about 0.001-0.008 and not monotonically with the guidance weight.
-    assert object_at_target[1] > object_at_target[0] + 0.05
+          f"S(handle, handle): unguided 1.0000 guided {ghost_after:.4f}; object channel around the target "
+          f"{around_target(reference):.3f}, rises by {', '.join(f'{rise:+.3f}' for rise in rises)} (weights 0.4-0.6)")
+    # The content moves: the object's latent channel rises around the target (mean +0.13 to +0.27 measured
+    # on 2026-12-02, AMD EPYC, torch 2.11, ComfyUI 0.33.0, 1 and 2 threads). The random correspondence
+    # head's similarity at the target moves by about 0.001-0.008, not monotonically with the weight.
+    assert sum(rises) / len(rises) > 0.05
     assert moved_after > moved_before - 0.005
     assert ghost_after < 0.995
 
