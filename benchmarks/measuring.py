@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import threading
 from contextlib import contextmanager
@@ -20,6 +22,16 @@ class Measurement:
     head_seconds: float = 0.0
 
 
+def release_freed_heap() -> None:
+    """Hand memory that earlier measurements freed back to the OS (glibc's ``malloc_trim``), so
+    that a polled RSS peak counts what this block holds, not what the allocator kept from before."""
+    name = ctypes.util.find_library("c")
+    if name:
+        libc = ctypes.CDLL(name)
+        if hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+
+
 class MemoryProbe:
     """Peak memory inside a block: polled process RSS on CPU, the allocator's peak on CUDA."""
 
@@ -35,6 +47,7 @@ class MemoryProbe:
             torch.cuda.synchronize()
             self.peak = torch.cuda.max_memory_allocated()
             return
+        release_freed_heap()
         stop, page = threading.Event(), os.sysconf("SC_PAGE_SIZE")
         self.peak = 0
 
