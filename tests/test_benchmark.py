@@ -59,10 +59,10 @@ def test_cpu_peak_memory_leaves_out_what_earlier_work_freed():
         with open("/proc/self/statm") as statm:
             return int(statm.read().split()[1]) * 4096 / 2**20
 
-    freed = [torch.ones(100_000) for _ in range(1250)]  # ~480 MiB in small blocks that malloc keeps
+    baseline = rss_mib()
+    freed = [torch.ones(100_000) for _ in range(1250)]  # ~480 MiB in small blocks that malloc may keep
     del freed
-    before = rss_mib()
     probe = MemoryProbe(torch.device("cpu"))
     with probe.measure():
         torch.ones(10)
-    assert probe.peak / 2**20 < before - 300 or before < 400  # freed heap handed back, or never kept
+    assert probe.peak / 2**20 < baseline + 150  # whatever malloc kept of the 480 MiB was handed back
