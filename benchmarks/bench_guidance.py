@@ -205,12 +205,12 @@ def make_bench(args):
         comfy.cli_args.args.cpu = args.device == "cpu"
         if args.mode != "spatial":
             bench = ReferenceBench(args)
-            return bench, f"ComfyUI host at {host}, batch [reference, {bench.edits} edit(s)]"
-        return HostBench(args), f"ComfyUI host at {host}"
+            return bench, f"ComfyUI host at {host}, batch [reference, {bench.edits} edit(s)], {bench.cfg_label()}"
+        return HostBench(args), f"ComfyUI host at {host}, CFG {args.cfg}"
     if args.mode != "spatial":
         raise SystemExit(f"--mode {args.mode} runs the pack's reference sampler inside a ComfyUI host; set "
                          "COMFYUI_PATH to a ComfyUI folder (and drop --core).")
-    return CoreBench(args), "core path (diffusers U-Net, no host)"
+    return CoreBench(args), f"core path (diffusers U-Net, no host), CFG {args.cfg}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     bench, path = make_bench(args)
     print(f"# readout guidance step cost — {args.mode}, {args.layout}, latent {args.latent}, batch {args.batch}, "
           f"{args.device}, "
-          f"{args.dtype}, CFG {args.cfg}, {path}; torch {torch.__version__}, {os.cpu_count()} CPU threads")
+          f"{args.dtype}, {path}; torch {torch.__version__}, {os.cpu_count()} CPU threads")
     unguided = bench.run(None, False)
     header = ("| rule | checkpointing | unguided step s | guided step s | time × | unguided peak MiB | guided peak MiB "
               "| memory × | guidance extra MiB | head share | whole edit s (extrapolated) |")

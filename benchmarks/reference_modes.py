@@ -65,6 +65,14 @@ class ReferenceBench:
         self.correspondence = published_shape_head("correspondence", layout, self.device)
         self.positive, self.negative = host_conds(args.layout, 1, args.latent * 8)
         self.edits = 4 if args.mode == "variations" else 1
+        # drag-real: the released real-image drag's per-sample CFG; the others: --cfg on every row
+        self.reference_cfg, self.edit_cfg = (1.0, 3.5) if args.mode == "drag-real" else (args.cfg, args.cfg)
+
+    def cfg_label(self) -> str:
+        """The CFG scales as the table's heading states them."""
+        if self.reference_cfg == self.edit_cfg:
+            return f"CFG {self.edit_cfg}"
+        return f"CFG {self.reference_cfg} reference / {self.edit_cfg} edits"
 
     def batch_rows(self) -> int:
         """Rows of the sampled batch: the reference and its edits."""
@@ -103,9 +111,7 @@ class ReferenceBench:
         from readout_core.host_adapter.reference_sampling import ReferenceRun, sample_with_reference
 
         steps = self.args.warmup + self.args.repeats
-        real = self.args.mode == "drag-real"
-        run = ReferenceRun(seed=0, steps=steps, cfg=3.5 if real else self.args.cfg,
-                           reference_cfg=1.0 if real else self.args.cfg, sampler_name="ddim",
+        run = ReferenceRun(seed=0, steps=steps, cfg=self.edit_cfg, reference_cfg=self.reference_cfg, sampler_name="ddim",
                            scheduler="ddim_uniform", edits_from_reference=self.args.mode != "variations",
                            edits=self.edits)
         settings = GuidanceSettings(rule=rule or "official", weight=0.02, start_percent=0.0, end_percent=1.0,
