@@ -8,12 +8,13 @@ import sys
 
 from host_support import PACK_DIR, require_host
 
-HOST = require_host()
-
 sys.path.insert(0, str(PACK_DIR / "benchmarks"))
 
-import bench_guidance  # noqa: E402
+import bench_guidance  # noqa: E402  (puts the pack first on sys.path: require_host puts the host back in front)
 import reference_modes  # noqa: E402
+
+HOST = require_host()
+
 from tiny_host import conds, random_head, tiny_host_model  # noqa: E402
 
 
